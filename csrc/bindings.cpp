@@ -12,6 +12,8 @@
 
 namespace py = pybind11;
 
+void bind_augment(py::module_& m);  // augment_bindings.cpp
+
 namespace {
 
 using Int64Array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
@@ -86,8 +88,10 @@ py::array_t<int64_t> rank_item_counts(const std::string& mode, const Int64Array&
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
-    m.doc() = "echoclr's native core (epoch sampler). Private: use echoclr.data.sampling.";
-    m.attr("abi_version") = 1;
+    m.doc() = "echoclr's native core (epoch sampler, CPU clip augmentation). Private: use echoclr.data.sampling "
+            "and echoclr.pipeline.";
+    m.attr("abi_version") = 2;
+    bind_augment(m);
 
     m.def("plan_epoch", &plan_epoch, py::arg("mode"), py::arg("study_of_video"),
           py::arg("n_frames"), py::kw_only(), py::arg("clip_len"), py::arg("seed"),

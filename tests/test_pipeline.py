@@ -15,7 +15,7 @@ pytest.importorskip("nvidia.dali")
 
 from echoclr.data.permutations import all_permutations, index_from_permutation  # noqa: E402
 from echoclr.data.sampling import EpochPlan  # noqa: E402
-from echoclr.pipeline.cpu_ops import FusedAugment, source_map, warp_chunks, warp_clip  # noqa: E402
+from echoclr.pipeline.cpu_ops import FusedAugment, warp_clip  # noqa: E402
 from echoclr.pipeline.dali import ClipPipeline  # noqa: E402
 from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, AugmentConfig  # noqa: E402
 from echoclr.pipeline.loaders import EvalLoader, LoaderConfig, PairLoader, SingleLoader  # noqa: E402
@@ -96,9 +96,9 @@ def ref_clips(reader: FakeReader, videos, starts, perms, clip_len, cfg=NO_SPATIA
     ],
     ids=["gray", "rgb", "kinetics", "eval"],
 )
-@pytest.mark.parametrize("cpu_rotate", ["opencv", "dali"])
+@pytest.mark.parametrize("cpu_rotate", ["fused", "dali"])
 def test_pipeline_equals_reference_exactly_without_rotation(cfg, cpu_rotate):
-    # "opencv" is the fused kernel (cpu_ops), "dali" the operators the GPU graph uses
+    # "fused" is the fused kernel (cpu_ops), "dali" the operators the GPU graph uses
     clips, orders = random_batch(16, 4, 20, 24)
     x, params = one_batch_pipeline(clips, orders, cfg, seed=3, cpu_rotate=cpu_rotate)
     ref = reference_augment(clips, orders, params, cfg)
@@ -112,10 +112,11 @@ def test_pipeline_equals_reference_exactly_without_rotation(cfg, cpu_rotate):
         assert params is None
 
 
-@pytest.mark.parametrize("cpu_rotate", ["opencv", "dali"])
+@pytest.mark.parametrize("cpu_rotate", ["fused", "dali"])
 def test_rotation_matches_reference_within_rounding(cpu_rotate):
-    # Both sides interpolate bilinearly with zero fill about the same centre; DALI/OpenCV
-    # compute sample positions in float32, the reference in float64, so a rotated uint8
+    # Both sides interpolate bilinearly with zero fill about the same centre; DALI computes
+    # sample positions in float32, the fused kernel and the reference in float64 (in a
+    # different order of operations), so a rotated uint8
     # pixel may round the other way when its exact value lies within ~0.005 of a
     # half-integer: |du| <= 1 gray level on a few pixels. Through min-max with
     # |dlo|, |dhi| <= 1 that bounds the normalised difference by 4 / (range - 2).
@@ -140,7 +141,7 @@ def test_rotation_direction_and_centre_are_dalis():
     clip[0, 0, 10, 16] = 255
     cfg = AugmentConfig(pad=0, flip_p=0.0, rotate_p=1.0, max_angle_deg=180.0)
     x, params = one_batch_pipeline(clip, np.zeros((1, 1), np.int64), cfg, seed=0, cpu_rotate="dali")
-    y, _ = one_batch_pipeline(clip, np.zeros((1, 1), np.int64), cfg, seed=0, cpu_rotate="opencv")
+    y, _ = one_batch_pipeline(clip, np.zeros((1, 1), np.int64), cfg, seed=0, cpu_rotate="fused")
     angle = np.deg2rad(float(params.angle[0]))
     row, col = np.unravel_index(np.argmax(x.numpy()[0, 0, 0]), (21, 21))
     assert abs(row - (10 - 6 * np.sin(angle))) <= 1 and abs(col - (10 + 6 * np.cos(angle))) <= 1
@@ -152,8 +153,7 @@ def test_rotation_direction_and_centre_are_dalis():
 
 @pytest.mark.parametrize("clip_len", [1, 2, 5, 6])
 def test_fused_rotation_matches_reference_for_any_clip_length(clip_len):
-    # the fused kernel warps frames as channels in chunks of 1, 3 or 4 (OpenCV's exact
-    # paths); other chunk sizes would miss the reference by several gray levels
+    # one sample position per pixel serves every frame of the clip, whatever its length
     cfg = AugmentConfig(rotate_p=1.0, channels=3, kinetics_norm=True)
     clips, orders = random_batch(4, clip_len, 22, 26, seed=clip_len)
     x, params = one_batch_pipeline(clips, orders, cfg, seed=9)
@@ -170,9 +170,9 @@ def test_fused_rotation_matches_reference_for_any_clip_length(clip_len):
 
 def test_cpu_kernels_draw_the_same_parameters_from_one_seed():
     clips, orders = random_batch(16, 2, 12, 12)
-    _, fused = one_batch_pipeline(clips, orders, AugmentConfig(), seed=21, cpu_rotate="opencv")
+    _, fused = one_batch_pipeline(clips, orders, AugmentConfig(), seed=21, cpu_rotate="fused")
     _, dali_ops = one_batch_pipeline(clips, orders, AugmentConfig(), seed=21, cpu_rotate="dali")
-    _, other = one_batch_pipeline(clips, orders, AugmentConfig(), seed=22, cpu_rotate="opencv")
+    _, other = one_batch_pipeline(clips, orders, AugmentConfig(), seed=22, cpu_rotate="fused")
     for name in ("shift", "flip", "angle"):
         np.testing.assert_array_equal(getattr(fused, name), getattr(dali_ops, name))
     assert not np.array_equal(fused.angle, other.angle)
@@ -220,6 +220,14 @@ def test_warp_clip_keeps_the_pixels_the_shift_cropped_away_at_zero():
         assert np.sum(inside & (want[0] == 0)) >= 10, (dy, dx)
 
 
+def source_map(h: int, w: int, dy: int, dx: int, flip: bool, angle_deg: float) -> np.ndarray:
+    # output (x, y) of rotate(flip(shift(source))) samples the source at A @ (x, y, 1)
+    c, s = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+    f = -1.0 if flip else 1.0
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    return np.array([[f * c, -f * s, cx + dx - f * (c * cx - s * cy)], [s, c, cy + dy - s * cx - c * cy]])
+
+
 def test_source_map_composes_shift_flip_and_rotation():
     h, w, dy, dx, angle = 20, 30, 3, -5, 17.0
     cy, cx = (h - 1) / 2, (w - 1) / 2
@@ -230,14 +238,6 @@ def test_source_map_composes_shift_flip_and_rotation():
             xr, yr = c * (x - cx) - s * (y - cy) + cx, s * (x - cx) + c * (y - cy) + cy  # rotation
             xf = w - 1 - xr if flip else xr  # flip
             np.testing.assert_allclose(matrix @ [x, y, 1.0], [xf + dx, yr + dy], atol=1e-12)  # shift
-
-
-def test_warp_chunks_use_opencvs_exact_channel_counts():
-    for t in range(0, 40):
-        chunks = warp_chunks(t)
-        assert sum(chunks) == t and set(chunks) <= {1, 3, 4}, (t, chunks)
-        assert len(chunks) <= -(-t // 4) + 1  # at most one call more than 4 frames per call
-    assert warp_chunks(4) == [4] and warp_chunks(16) == [4, 4, 4, 4]
 
 
 def test_fused_augment_handles_ragged_batches_and_rejects_bad_settings():
@@ -258,6 +258,21 @@ def test_fused_augment_handles_ragged_batches_and_rejects_bad_settings():
         FusedAugment(channels=1, mean=KINETICS_MEAN, std=KINETICS_STD, min_range=1e-6, threads=1)
     with pytest.raises(ValueError, match="threads must be an int >= 1"):
         FusedAugment(channels=1, mean=None, std=None, min_range=1e-6, threads=0)
+
+
+def test_native_kernel_rejects_what_it_cannot_read_or_write():
+    clip = np.zeros((2, 6, 6), np.uint8)
+    with pytest.raises(ValueError, match="frame order out of range"):
+        warp_clip(clip, np.array([0, 2]), 0, 0, False, 0.0)
+    kernel = FusedAugment(channels=1, mean=None, std=None, min_range=1e-6, threads=1)
+    args = ([clip], [np.array([1, 0])], [np.zeros(2, np.int32)], [np.int32(0)], [np.float32(0)])
+    with pytest.raises(ValueError, match="outs must be writable C-contiguous float32"):
+        kernel._kernel(*args, [np.zeros((2, 6, 6, 1), np.float64)], channels=1, min_range=1e-6, mean=None,
+                       std=None, threads=1)
+    with pytest.raises(ValueError, match="equal lengths"):
+        kernel._kernel(*args, [], channels=1, min_range=1e-6, mean=None, std=None, threads=1)
+    out = kernel(*args)[0]  # the same arguments, well formed: frames swapped, min-max of a constant clip
+    assert out.shape == (2, 6, 6, 1) and not out.any()
 
 
 # ---------------------------------------------------------------- properties of the output

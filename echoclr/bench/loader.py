@@ -223,7 +223,7 @@ def dali_windows(
     config: LoaderBenchConfig,
     *,
     augment: AugmentConfig,
-    cpu_rotate: str = "opencv",
+    cpu_rotate: str = "fused",
 ) -> list[Window]:
     """The DALI CPU pipeline alone, fed from ``batches`` in memory (cycled), one window per repeat."""
     # a few more batches than the window consumes: DALI's read-ahead stays full to the end of the window

@@ -6,8 +6,8 @@ threads that live in DALI's C++ with cProfile shows only the consumer waiting, s
 - the reference, one clip at a time in this thread, stage by stage (decode, crop, flip, rotate, permute+min-max);
 - echoclr's CPU time per clip by OS thread (DALI names its operator and executor threads; Python threads, the
   reader's and the fused CPU kernel's, keep the process name);
-- the DALI CPU pipeline alone (clips in memory) in several graph variants: the fused OpenCV kernel
-  (``cpu_rotate="opencv"``, the default) and DALI's own operators (``"dali"``), with and without rotation, and
+- the DALI CPU pipeline alone (clips in memory) in several graph variants: the fused native kernel
+  (``cpu_rotate="fused"``, the default) and DALI's own operators (``"dali"``), with and without rotation, and
   with augmentation off (min-max only), measured in rounds.
 """
 
@@ -26,11 +26,11 @@ from echoclr.bench.windows import Window
 from echoclr.pipeline import AugmentConfig
 
 VARIANTS: tuple[tuple[str, AugmentConfig, str], ...] = (
-    ("fused OpenCV kernel (default)", AugmentConfig(), "opencv"),
-    ("fused OpenCV kernel, no rotation", AugmentConfig(rotate_p=0.0), "opencv"),
+    ("fused native kernel (default)", AugmentConfig(), "fused"),
+    ("fused native kernel, no rotation", AugmentConfig(rotate_p=0.0), "fused"),
     ("DALI operators, fn.rotate", AugmentConfig(), "dali"),
     ("DALI operators, no rotation", AugmentConfig(rotate_p=0.0), "dali"),
-    ("augmentation off (min-max only)", AugmentConfig(enabled=False), "opencv"),
+    ("augmentation off (min-max only)", AugmentConfig(enabled=False), "fused"),
 )
 """(name, augmentation, CPU kernel) of the graph variants the profile times."""
 
@@ -107,7 +107,7 @@ def profile_loader(
     }
     top = max(parts, key=parts.get)
     cost = {v["variant"]: v["cpu_ms_per_clip"] for v in variants}
-    fused, dali_ops = cost["fused OpenCV kernel (default)"], cost["DALI operators, fn.rotate"]
+    fused, dali_ops = cost["fused native kernel (default)"], cost["DALI operators, fn.rotate"]
     findings = [
         f"reference: {reference_ms:.2f} CPU ms per clip in one thread ({2 * reference_ms:.1f} per pair item); "
         f"decoding the whole video is {stages['decode whole video'] / reference_ms:.0%} of it "

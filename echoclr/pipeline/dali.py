@@ -89,7 +89,7 @@ class ClipPipeline:
         seed: pipeline seed; the same seed, graph and inputs give the same outputs.
         prefetch_queue_depth: batches DALI processes ahead of the consumer.
         dtype: output dtype, ``"float32"`` or ``"bfloat16"``.
-        cpu_rotate: rotation kernel of a CPU pipeline, ``"opencv"`` (fast) or ``"dali"``
+        cpu_rotate: rotation kernel of a CPU pipeline, ``"fused"`` (the native kernel, fast) or ``"dali"``
             (``fn.rotate``, as the GPU pipeline uses); see :func:`augment_graph`.
         skip_batches: advance the random state past this many full batches before the
             first batch from ``source``, so that a run resumed at batch ``k`` draws what an
@@ -116,7 +116,7 @@ class ClipPipeline:
         seed: int = 0,
         prefetch_queue_depth: int = 2,
         dtype: str = "float32",
-        cpu_rotate: str = "opencv",
+        cpu_rotate: str = "fused",
         skip_batches: int = 0,
     ) -> None:
         _check_positive_int("batch_size", batch_size)

@@ -23,9 +23,8 @@ Per clip, in order (the paper's augmentation, DESIGN.md "method" table):
 
 With augmentation off only steps 5-6 run, as DALI operators. With augmentation on,
 GPU clips (and CPU clips with ``cpu_rotate="dali"``) run every step as a DALI operator;
-CPU clips by default run steps 1-6 as ONE ``fn.python_function`` per batch that composes
-shift, flip and rotation into one OpenCV affine warp per clip (see
-:mod:`echoclr.pipeline.cpu_ops` for why). The parameters always come from DALI's random
+CPU clips by default run steps 1-6 as ONE ``fn.python_function`` per batch that calls a
+native C++ kernel over the whole batch (see :mod:`echoclr.pipeline.cpu_ops` for why). The parameters always come from DALI's random
 operators, seeded explicitly from the pipeline seed, so one seed draws the same values
 whichever CPU kernel runs. (Whether a GPU pipeline draws them too is untested here.)
 """
@@ -114,13 +113,13 @@ class GraphOutputs(NamedTuple):
     angle: Any
 
 
-ROTATE_IMPLS = ("opencv", "dali")
-"""Kernels for augmented CPU clips: ``"opencv"``, the whole augmentation fused into one
+ROTATE_IMPLS = ("fused", "dali")
+"""Kernels for augmented CPU clips: ``"fused"``, the whole augmentation fused into one
 ``fn.python_function`` per batch (:mod:`echoclr.pipeline.cpu_ops`, fast), or ``"dali"``,
 DALI's own operators as on the GPU."""
 
 
-def augment_graph(clips: Any, orders: Any, cfg: AugmentConfig, *, cpu_rotate: str = "opencv") -> GraphOutputs:
+def augment_graph(clips: Any, orders: Any, cfg: AugmentConfig, *, cpu_rotate: str = "fused") -> GraphOutputs:
     """Build the augmentation graph on DALI data nodes (call inside a pipeline definition).
 
     Args:
@@ -129,8 +128,8 @@ def augment_graph(clips: Any, orders: Any, cfg: AugmentConfig, *, cpu_rotate: st
             frame ``orders[t]``; ignored (may be None) when ``cfg.enabled`` is False.
         cfg: augmentation parameters.
         cpu_rotate: kernel for augmented clips on the CPU, one of :data:`ROTATE_IMPLS`:
-            ``"opencv"`` runs frame order, shift, flip, rotation and normalisation as one
-            fused OpenCV/numpy function per batch; ``"dali"`` runs DALI's operators, as
+            ``"fused"`` runs frame order, shift, flip, rotation and normalisation as one
+            fused native kernel per batch; ``"dali"`` runs DALI's operators, as
             GPU clips always do. Both draw the same parameters with DALI's random
             operators; their outputs are equal without rotation and equal up to rounding
             with it (see ``tests/test_pipeline.py``).
@@ -166,7 +165,7 @@ def augment_graph(clips: Any, orders: Any, cfg: AugmentConfig, *, cpu_rotate: st
     angle = fn.random.uniform(range=(-float(cfg.max_angle_deg), float(cfg.max_angle_deg)), **seeds[3])
     angle = angle * fn.cast(rotate, dtype=types.FLOAT)
 
-    if clips.device == "cpu" and cpu_rotate == "opencv":
+    if clips.device == "cpu" and cpu_rotate == "fused":
         from echoclr.pipeline.cpu_ops import FusedAugment
 
         kernel = FusedAugment(
@@ -205,7 +204,7 @@ def _random_op_seeds(pipeline_seed: int | None, n: int) -> list[dict[str, int]]:
     """Explicit seeds of the graph's random operators, derived from the pipeline seed.
 
     DALI seeds an operator without one by its position in the built graph, so the
-    "opencv" and "dali" graphs (different operators after the draws) would draw different
+    "fused" and "dali" graphs (different operators after the draws) would draw different
     parameters from one pipeline seed; explicit seeds make the draws depend only on the
     pipeline seed. No pipeline seed: DALI's own (random) seeding.
     """

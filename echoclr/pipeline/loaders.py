@@ -100,7 +100,7 @@ class LoaderConfig:
         read_ahead: batches read ahead of the batch DALI asks for next.
         prefetch_queue_depth: batches DALI processes ahead of the consumer.
         seed: base seed; the pipeline seed is derived from (seed, epoch, rank).
-        cpu_rotate: rotation kernel of the CPU pipeline, ``"opencv"`` or ``"dali"``.
+        cpu_rotate: rotation kernel of the CPU pipeline, ``"fused"`` or ``"dali"``.
     """
 
     clip_len: int = 4
@@ -112,7 +112,7 @@ class LoaderConfig:
     read_ahead: int = 2
     prefetch_queue_depth: int = 2
     seed: int = 0
-    cpu_rotate: str = "opencv"
+    cpu_rotate: str = "fused"
 
     def __post_init__(self) -> None:
         for name in ("clip_len", "num_threads", "read_workers", "prefetch_queue_depth"):
