@@ -12,24 +12,6 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-// out[y, x] = in[y + dy, xs + dx] with xs = W - 1 - x when flipped, else x; 0 outside.
-void shift_flip_frame(const uint8_t* in, int h, int w, int dy, int dx, bool flip, uint8_t* out) {
-    for (int y = 0; y < h; ++y) {
-        uint8_t* row = out + static_cast<int64_t>(y) * w;
-        const int sy = y + dy;
-        if (sy < 0 || sy >= h) {
-            std::memset(row, 0, w);
-            continue;
-        }
-        const uint8_t* src = in + static_cast<int64_t>(sy) * w;
-        // output columns whose source column (x or W-1-x, plus dx) lies in [0, W)
-        for (int x = 0; x < w; ++x) {
-            const int sx = (flip ? w - 1 - x : x) + dx;
-            row[x] = (sx >= 0 && sx < w) ? src[sx] : 0;
-        }
-    }
-}
-
 // Round half to even (numpy.rint) and clamp to uint8. Adding and subtracting 2^23 rounds a
 // float in [0, 2^22] to an integer in the current (nearest-even) rounding mode (IEEE
 // arithmetic is not reassociated without -ffast-math, so the pair is not folded away);
@@ -81,18 +63,43 @@ void rotation_taps(int h, int w, double angle_deg, std::vector<Tap>& taps) {
     }
 }
 
+// Four lanes (one pixel of an interleaved group) in one vector: GCC/Clang vector extensions
+// compile to SSE2 on x86-64 and NEON on aarch64.
+typedef uint8_t U8x4 __attribute__((vector_size(4)));
+typedef int32_t I32x4 __attribute__((vector_size(16)));
+typedef float F32x4 __attribute__((vector_size(16)));
+
+inline F32x4 load_lanes(const uint8_t* p) {
+    U8x4 bytes;
+    std::memcpy(&bytes, p, sizeof bytes);
+    // via int32: both steps have vector instructions (a direct uint8 -> float conversion is
+    // done lane by lane on SSE2)
+    return __builtin_convertvector(__builtin_convertvector(bytes, I32x4), F32x4);
+}
+
 // Rotate frames [first, first + n) (n <= 4) held interleaved in `group` (H, W, 4) into planar `moved`.
 void rotate_group(const uint8_t* group, const std::vector<Tap>& taps, int n, int64_t plane, uint8_t* moved) {
+    const F32x4 zero = {0.0f, 0.0f, 0.0f, 0.0f};
+    const F32x4 top = {255.0f, 255.0f, 255.0f, 255.0f};
+    const F32x4 magic = {8388608.0f, 8388608.0f, 8388608.0f, 8388608.0f};  // 2^23, see round_to_u8
     for (int64_t o = 0; o < plane; ++o) {
         const Tap& tap = taps[o];
         const uint8_t* p00 = group + tap.base;
-        const uint8_t* p01 = p00 + tap.dcol;
         const uint8_t* p10 = p00 + tap.drow;
-        const uint8_t* p11 = p10 + tap.dcol;
-        float v[kGroup];
-        for (int k = 0; k < kGroup; ++k)  // fixed width: the compiler keeps it in one vector
-            v[k] = tap.w[0] * p00[k] + tap.w[1] * p01[k] + tap.w[2] * p10[k] + tap.w[3] * p11[k];
-        for (int k = 0; k < n; ++k) moved[k * plane + o] = round_to_u8(v[k]);
+        F32x4 v = tap.w[0] * load_lanes(p00) + tap.w[1] * load_lanes(p00 + tap.dcol) +
+                  tap.w[2] * load_lanes(p10) + tap.w[3] * load_lanes(p10 + tap.dcol);
+        v = v < zero ? zero : v;
+        v = v > top ? top : v;
+        v = (v + magic) - magic;  // half to even
+        const U8x4 bytes = __builtin_convertvector(__builtin_convertvector(v, I32x4), U8x4);
+        if (n == kGroup) {
+            moved[o] = bytes[0];
+            moved[plane + o] = bytes[1];
+            moved[2 * plane + o] = bytes[2];
+            moved[3 * plane + o] = bytes[3];
+        } else {
+            for (int k = 0; k < n; ++k) moved[k * plane + o] = bytes[k];
+        }
     }
 }
 
