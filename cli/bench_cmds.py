@@ -48,12 +48,7 @@ def _print_result(result: dict[str, Any], path: Path) -> None:
 def _write(result: dict[str, Any], out: Path, overwrite: bool) -> None:
     from echoclr.bench import write_result
 
-    try:
-        path = write_result(result, out, overwrite=overwrite)
-    except FileExistsError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    _print_result(result, path)
+    _print_result(result, write_result(result, out, overwrite=overwrite))
 
 
 def _with_repeats(config: Any, field: str, repeats: Optional[int]) -> Any:

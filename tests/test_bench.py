@@ -90,8 +90,8 @@ def test_result_document_file_name_and_markdown(tmp_path: Path) -> None:
     path = write_result(result, tmp_path)
     assert path.name == f"loader-{machine_tag(machine)}-{result['created'][:10]}.json"
     assert json.loads(path.read_text())["rows"][0]["median"] == 11.0
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        write_result(result, tmp_path)
+    second = write_result(result, tmp_path)  # the same day again: kept beside the first, nothing lost
+    assert second.name == path.name.replace(".json", "-2.json") and path.exists()
     assert write_result(result, tmp_path, overwrite=True) == path
 
     text = results_markdown([result])

@@ -134,23 +134,25 @@ def result_path(result: dict[str, Any], out_dir: str | Path) -> Path:
 
 
 def write_result(result: dict[str, Any], out_dir: str | Path, *, overwrite: bool = False) -> Path:
-    """Write a result as JSON into ``out_dir`` (created if missing).
+    """Write a result as JSON into ``out_dir`` (created if missing); a measurement is never lost.
 
     Args:
         result: from :func:`make_result`.
         out_dir: the results folder.
-        overwrite: replace a file of the same name (same bench, machine and day).
+        overwrite: replace the file of the same name (same bench, machine and day); without it a second result of
+            the day goes to the first free ``<name>-2.json``, ``<name>-3.json``, ...
 
     Returns:
         The path written.
-
-    Raises:
-        FileExistsError: the file exists and ``overwrite`` is False.
     """
     check_result(result)
     path = result_path(result, out_dir)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists (same bench, machine and day): pass --overwrite to replace it")
+    if not overwrite:
+        n = 2
+        base = path
+        while path.exists():
+            path = base.with_name(f"{base.stem}-{n}.json")
+            n += 1
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.partial")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

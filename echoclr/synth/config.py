@@ -24,6 +24,10 @@ class SynthConfig:
             (whole JPEG macroblocks, as most scanner exports).
         min_aspect, max_aspect: frame height / width; the height is rounded down to a
             multiple of 16.
+        n_machines: scanner models in the dataset, each with one export size (drawn once per
+            dataset from the width and aspect ranges); every video of a study comes from its
+            study's machine. With few machines the export size says which machine, not which
+            patient, as in a hospital's archive.
         dicom_fraction: fraction of all videos written as uncompressed DICOM cine, not MJPG AVI.
         label_noise: probability of flipping each study's label in the manifest (anatomy keeps
             the true class).
@@ -47,6 +51,7 @@ class SynthConfig:
     max_width: int = 320
     min_aspect: float = 0.75
     max_aspect: float = 1.0
+    n_machines: int = 3
     dicom_fraction: float = 0.0
     label_noise: float = 0.0
     lvh_prevalence: float = 0.4
@@ -75,6 +80,7 @@ class SynthConfig:
         _require(self.max_fps >= self.min_fps, "max_fps", self.max_fps,
                  f"must be >= min_fps ({self.min_fps})")
         # Below 160 x 112 px the corner text and the ECG strip no longer fit beside the sector.
+        _require(self.n_machines >= 1, "n_machines", self.n_machines, "must be >= 1")
         _require(self.min_width >= 160, "min_width", self.min_width, "must be >= 160 px")
         _require(self.max_width <= 1024, "max_width", self.max_width, "must be <= 1024 px")
         _require(self.max_width // 16 * 16 >= self.min_width, "max_width", self.max_width,
