@@ -18,7 +18,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the synthetic data, the store, the runs and the report.")],
     studies: Annotated[int, typer.Option(help="Synthetic studies to generate.")] = 160,
     label: Annotated[str, typer.Option(help="Label to learn: lvh or severe_as.")] = "lvh",
-    ratios: Annotated[str, typer.Option(help="Training ratios to fine-tune at, comma-separated.")] = "0.1,0.25,0.5",
+    ratios: Annotated[str, typer.Option(help="Training ratios to fine-tune at, comma-separated.")] = "0.1,0.25",
     pretrain_steps: Annotated[Optional[int], typer.Option(help="EchoCLR pretraining steps (default: the preset's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the data and every random choice.")] = 0,
     workers: Annotated[int, typer.Option(help="Ingest worker processes.")] = 2,

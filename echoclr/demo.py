@@ -48,7 +48,7 @@ class DemoConfig:
     out: Path
     n_studies: int = 160
     label: str = "lvh"
-    ratios: tuple[float, ...] = (0.1, 0.25, 0.5)
+    ratios: tuple[float, ...] = (0.1, 0.25)
     pretrain_steps: int | None = None
     finetune_epochs: int | None = None
     seed: int = 0
