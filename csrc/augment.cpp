@@ -12,16 +12,6 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-// Round half to even (numpy.rint) and clamp to uint8. Adding and subtracting 2^23 rounds a
-// float in [0, 2^22] to an integer in the current (nearest-even) rounding mode (IEEE
-// arithmetic is not reassociated without -ffast-math, so the pair is not folded away);
-// std::nearbyint is a libm call on baseline x86-64 and cost more than the interpolation.
-inline uint8_t round_to_u8(float v) {
-    constexpr float kMagic = 8388608.0f;  // 2^23
-    v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
-    return static_cast<uint8_t>((v + kMagic) - kMagic);
-}
-
 // floor() for x > -2 (callers check the range first): truncation of a positive value.
 inline int floor_above_minus_two(double x) { return static_cast<int>(x + 2.0) - 2; }
 
@@ -81,7 +71,11 @@ inline F32x4 load_lanes(const uint8_t* p) {
 void rotate_group(const uint8_t* group, const std::vector<Tap>& taps, int n, int64_t plane, uint8_t* moved) {
     const F32x4 zero = {0.0f, 0.0f, 0.0f, 0.0f};
     const F32x4 top = {255.0f, 255.0f, 255.0f, 255.0f};
-    const F32x4 magic = {8388608.0f, 8388608.0f, 8388608.0f, 8388608.0f};  // 2^23, see round_to_u8
+    // Adding and subtracting 2^23 rounds a float in [0, 2^22] to an integer in the current
+    // (nearest-even, like numpy.rint) rounding mode; IEEE arithmetic is not reassociated
+    // without -ffast-math, so the pair is not folded away. std::nearbyint is a libm call on
+    // baseline x86-64 and cost more than the interpolation.
+    const F32x4 magic = {8388608.0f, 8388608.0f, 8388608.0f, 8388608.0f};
     for (int64_t o = 0; o < plane; ++o) {
         const Tap& tap = taps[o];
         const uint8_t* p00 = group + tap.base;
@@ -90,7 +84,7 @@ void rotate_group(const uint8_t* group, const std::vector<Tap>& taps, int n, int
                   tap.w[2] * load_lanes(p10) + tap.w[3] * load_lanes(p10 + tap.dcol);
         v = v < zero ? zero : v;
         v = v > top ? top : v;
-        v = (v + magic) - magic;  // half to even
+        v = (v + magic) - magic;
         const U8x4 bytes = __builtin_convertvector(__builtin_convertvector(v, I32x4), U8x4);
         if (n == kGroup) {
             moved[o] = bytes[0];

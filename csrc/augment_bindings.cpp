@@ -45,8 +45,10 @@ echoclr::ClipJob make_job(Batch& b, std::size_t i, const py::handle& clip_obj, c
     if (!shift || shift.size() != 2) throw std::invalid_argument("shifts must hold (dy, dx)" + at(i));
     if (!flip || flip.size() != 1) throw std::invalid_argument("flips must be scalars" + at(i));
     if (!angle || angle.size() != 1) throw std::invalid_argument("angles must be scalars" + at(i));
-    auto out = py::array_t<float>::ensure(out_obj);
-    if (!out || !py::isinstance<py::array_t<float>>(out_obj) || out.ndim() != 4 || out.shape(0) != t ||
+    // the caller's own float32 array, never a converted copy (the kernel writes into it)
+    const bool is_f32 = py::isinstance<py::array_t<float>>(out_obj);
+    auto out = is_f32 ? py::reinterpret_borrow<py::array_t<float>>(out_obj) : py::array_t<float>();
+    if (!is_f32 || out.ndim() != 4 || out.shape(0) != t ||
         out.shape(1) != h || out.shape(2) != w || out.shape(3) != channels ||
         !(out.flags() & py::array::c_style) || !out.writeable())
         throw std::invalid_argument("outs must be writable C-contiguous float32 (T, H, W, channels) arrays" + at(i));
