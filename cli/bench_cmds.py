@@ -59,11 +59,17 @@ def _with_repeats(config: Any, field: str, repeats: Optional[int]) -> Any:
 
 @bench_app.command("ingest")
 def ingest(quick: Quick = False, out: Out = DEFAULT_OUT, work: Work = DEFAULT_WORK, overwrite: Overwrite = False,
-           repeats: Repeats = None) -> None:
+           repeats: Repeats = None,
+           workers: Annotated[Optional[list[int]], typer.Option(
+               help="Worker count to time; repeat the option for several (default: 1 and 2).")] = None) -> None:
     """ingest_rows videos/s (1 and 2 workers), and the store's chunk layouts/codecs by size and clip-read rate."""
+    from dataclasses import replace
+
     from echoclr.bench.ingest import IngestBenchConfig, run_ingest_bench
 
     config = IngestBenchConfig.smoke() if quick else IngestBenchConfig()
+    if workers:
+        config = replace(config, workers=tuple(workers))
     result = run_ingest_bench(_with_repeats(config, "repeats", repeats), work)
     _write(result, out, overwrite)
     console.print(f"layout choice: {result['summary']['recommendation']['why']}")
@@ -95,12 +101,18 @@ def loader(quick: Quick = False, out: Out = DEFAULT_OUT, work: Work = DEFAULT_WO
 def train(quick: Quick = False, out: Out = DEFAULT_OUT, work: Work = DEFAULT_WORK, overwrite: Overwrite = False,
           repeats: Repeats = None,
           device: Annotated[str, typer.Option(help="'auto' (GPU when there is one), 'cpu' or 'cuda'.")] = "auto",
-          end_to_end: Annotated[bool, typer.Option(help="Also time the steps fed by the loader.")] = True) -> None:
+          end_to_end: Annotated[bool, typer.Option(help="Also time the steps fed by the loader.")] = True,
+          steps: Annotated[Optional[int], typer.Option(help="Timed steps per window (default: per device).")] = None,
+          size: Annotated[Optional[int], typer.Option(help="Frame size in px (default: 112 CUDA, 56 CPU).")] = None,
+          ) -> None:
     """Training clips/s (pretraining and fine-tuning), model only and end to end, with FLOPs and MFU."""
+    from dataclasses import replace
+
     from echoclr.bench.train import TrainBenchConfig, run_train_bench
 
     config = (TrainBenchConfig.smoke(device=device, end_to_end=end_to_end) if quick
               else TrainBenchConfig(device=device, end_to_end=end_to_end))
+    config = replace(config, **{k: v for k, v in (("steps", steps), ("size", size)) if v is not None})
     try:
         result = run_train_bench(_with_repeats(config, "repeats", repeats), work)
     except RuntimeError as exc:
