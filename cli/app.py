@@ -8,6 +8,7 @@ from echoclr.cli import data_cmds, demo_cmd, gradcam_cmd, train_cmds
 from echoclr.cli import eval_cmds
 from echoclr.cli import bench_cmds
 from echoclr.cli import experiment_cmds
+from echoclr.cli import export_cmd
 
 app = typer.Typer(
     name="echoclr",
@@ -23,6 +24,7 @@ gradcam_cmd.register(app)
 eval_cmds.register(app)
 bench_cmds.register(app)
 experiment_cmds.register(app)
+export_cmd.register(app)
 
 
 def main() -> None:

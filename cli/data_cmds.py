@@ -34,7 +34,10 @@ def synth(
 
 def ingest(
     manifest: Annotated[
-        Path, typer.Argument(help="Manifest CSV, an EchoNet-style folder (FileList.csv + Videos/) or a DICOM folder.")
+        Path,
+        typer.Argument(help="Manifest CSV, or a dataset folder: EchoNet-LVH (MeasurementsList.csv + Batch1..4/), "
+                       "MIMIC-IV-ECHO (echo-record-list.csv + files/), EchoNet-style (FileList.csv + Videos/) or "
+                       "any DICOM tree."),
     ],
     out: Annotated[str, typer.Option("--out", help="Store to write: a local path or an fsspec URL.")],
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
@@ -43,26 +46,56 @@ def ingest(
     split_seed: Annotated[int, typer.Option(help="Seed of the per-study 75/10/15 split for rows without one.")] = 0,
     size: Annotated[int, typer.Option(help="Stored frame size in pixels (the paper: 112).")] = 112,
     mask_source: Annotated[str, typer.Option(help="Sector mask from the 'max' over frames or the 'first' frame.")] = "max",
+    lvh_threshold_cm: Annotated[
+        float, typer.Option(help="EchoNet-LVH: lvh = 1 when IVSd or LVPWd exceeds this many cm (ASE/EACVI 2015: "
+                            "normal <= 1.0 cm in men, <= 0.9 cm in women).")
+    ] = 1.1,
+    labels: Annotated[
+        Path | None, typer.Option(help="CSV of 0/1 label columns to join onto the videos (any layout).")
+    ] = None,
+    labels_key: Annotated[
+        str, typer.Option(help="Column of --labels that identifies rows: study_id or video_id.")
+    ] = "study_id",
+    view_model: Annotated[
+        Path | None, typer.Option(help="TorchScript view classifier (see README: input/output contract).")
+    ] = None,
+    keep_view: Annotated[str | None, typer.Option(help="With --view-model: the class name to keep, e.g. PLAX.")] = None,
+    min_prob: Annotated[float, typer.Option(help="With --view-model: keep videos whose mean probability of "
+                                            "--keep-view (as the top class) is at least this.")] = 0.5,
+    view_frames: Annotated[int, typer.Option(help="With --view-model: frames per video given to it.")] = 10,
 ) -> None:
     """Decode, de-identify (sector mask), resize and store videos; a rerun resumes where the last one stopped."""
-    from echoclr.ingest import ManifestError, rows_for
+    from echoclr.ingest import ManifestError, ViewFilter, ViewModelError, join_labels, rows_for
     from echoclr.ingest.runner import REPORT_NAME, ingest_rows
     from echoclr.store import PreprocessConfig, StoreError
 
     try:
+        if (view_model is None) != (keep_view is None):
+            raise ValueError("--view-model and --keep-view go together: pass both (or neither)")
+        view_filter = None if view_model is None else ViewFilter(str(view_model), keep_view, min_prob, view_frames)
         preprocess = PreprocessConfig(size=size, mask_source=mask_source)
-        rows = rows_for(manifest, split_seed=split_seed)
+        rows = rows_for(manifest, split_seed=split_seed, lvh_threshold_cm=lvh_threshold_cm)
+        if labels is not None:
+            joined = join_labels(rows, labels, labels_key)
+            rows = joined.rows
+            if joined.unknown_ids:
+                shown = ", ".join(joined.unknown_ids[:10]) + (" ..." if len(joined.unknown_ids) > 10 else "")
+                console.print(f"[yellow]{len(joined.unknown_ids)} {labels_key} value(s) of {labels} match no video "
+                              f"and were ignored: {shown}[/yellow]")
         with progress_callback("ingesting videos") as progress:
             result = ingest_rows(rows, out, preprocess=preprocess, workers=workers, overwrite=overwrite,
-                                 progress=progress)
-    except (ManifestError, StoreError, FileNotFoundError, ValueError) as exc:
+                                 progress=progress, view_filter=view_filter)
+    except (ManifestError, StoreError, ViewModelError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     for failure in result.failures:
         console.print(f"[red]failed[/red] line {failure.row}: {failure.reason}")
+    for skipped in result.excluded:
+        console.print(f"line {skipped.row}: {skipped.path}: {skipped.reason}")
     console.print(
         f"{len(result.records)} of {len(rows)} videos in {out} ({result.n_written} written, {result.n_skipped} "
-        f"already there, {len(result.failures)} failed; report: {out}/{REPORT_NAME})"
+        f"already there, {len(result.excluded)} skipped on purpose, {len(result.failures)} failed; report: "
+        f"{out}/{REPORT_NAME})"
     )
     if len(result.failures) > max_failures:
         console.print(f"[red]{len(result.failures)} failures exceed --max-failures {max_failures}[/red]")

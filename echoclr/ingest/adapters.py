@@ -1,5 +1,8 @@
 """Adapters from common dataset layouts to manifest rows (the same validation as a hand-written manifest).
 
+- EchoNet-LVH (``MeasurementsList.csv`` + ``Batch1..4/``): see :mod:`echoclr.ingest.echonet_lvh`.
+- MIMIC-IV-ECHO (``echo-record-list.csv`` + ``files/``): see :mod:`echoclr.ingest.mimic_echo`.
+
 - EchoNet-style folder: ``FileList.csv`` (``FileName``, ``Split``, other columns) beside ``Videos/``. One video per
   patient, so each video is its own study. Columns holding only 0/1/empty become labels; others are ignored.
 - DICOM tree: every DICOM file below a folder; studies come from StudyInstanceUID. The UIDs are hashed into the ids
@@ -13,7 +16,9 @@ import hashlib
 from pathlib import Path
 
 from echoclr.ingest.decode import is_dicom
+from echoclr.ingest.echonet_lvh import DEFAULT_LVH_THRESHOLD_CM, MEASUREMENTS_NAME, echonet_lvh_rows
 from echoclr.ingest.manifest import ManifestError, ManifestRow, validate_rows
+from echoclr.ingest.mimic_echo import RECORD_LIST_NAME, mimic_echo_rows
 
 _VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
 
@@ -84,13 +89,48 @@ def dicom_tree_rows(folder: str | Path, *, split_seed: int = 0) -> list[Manifest
                          split_seed=split_seed)
 
 
-def rows_for(source: str | Path, *, split_seed: int = 0) -> list[ManifestRow]:
-    """Manifest rows for a manifest CSV, an EchoNet-style folder or a DICOM tree."""
+def detect_layout(source: str | Path) -> str:
+    """Name the layout of ``source``: ``manifest`` (a CSV file), ``echonet-lvh`` (``MeasurementsList.csv``),
+    ``mimic-iv-echo`` (``echo-record-list.csv``), ``echonet`` (``FileList.csv``) or ``dicom-tree`` (any other folder).
+    """
+    source = Path(source)
+    if not source.is_dir():
+        return "manifest"
+    if (source / MEASUREMENTS_NAME).is_file():
+        return "echonet-lvh"
+    if (source / RECORD_LIST_NAME).is_file():
+        return "mimic-iv-echo"
+    if (source / "FileList.csv").is_file():
+        return "echonet"
+    return "dicom-tree"
+
+
+def rows_for(
+    source: str | Path, *, split_seed: int = 0, lvh_threshold_cm: float = DEFAULT_LVH_THRESHOLD_CM
+) -> list[ManifestRow]:
+    """Manifest rows for a manifest CSV or a dataset folder in one of the layouts of :func:`detect_layout`.
+
+    Args:
+        source: the manifest CSV or the dataset folder.
+        split_seed: seed of the split assignment for rows the layout gives no split.
+        lvh_threshold_cm: EchoNet-LVH only: wall thickness above which ``lvh = 1``.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        ManifestError: the layout's files are malformed (the message names the file, line and column).
+    """
     from echoclr.ingest.manifest import read_manifest
 
     source = Path(source)
-    if source.is_dir():
-        if (source / "FileList.csv").is_file():
-            return echonet_rows(source, split_seed=split_seed)
+    if not source.exists():
+        raise FileNotFoundError(f"{source} does not exist: pass a manifest CSV or a dataset folder")
+    layout = detect_layout(source)
+    if layout == "echonet-lvh":
+        return echonet_lvh_rows(source, threshold_cm=lvh_threshold_cm, split_seed=split_seed)
+    if layout == "mimic-iv-echo":
+        return mimic_echo_rows(source, split_seed=split_seed)
+    if layout == "echonet":
+        return echonet_rows(source, split_seed=split_seed)
+    if layout == "dicom-tree":
         return dicom_tree_rows(source, split_seed=split_seed)
     return read_manifest(source, split_seed=split_seed)

@@ -19,16 +19,18 @@ from pathlib import Path
 from echoclr.ingest.decode import DecodeError, decode_file
 from echoclr.ingest.manifest import ManifestRow
 from echoclr.ingest.preprocess import preprocess_frames
+from echoclr.ingest.view_filter import ViewFilter, classifier_for
 from echoclr.store import EchoStore, PreprocessConfig, VideoRecord
 from echoclr.store.schema import SHORT_VIDEO_FRAMES
 
 SHORT_FLAG = f"shorter_than_{SHORT_VIDEO_FRAMES}_frames"
 REPORT_NAME = "ingest_report.json"
+STILL_IMAGE = "skipped (still image)"
 
 
 @dataclass(frozen=True)
 class Failure:
-    """A video that could not be ingested: its manifest line, file and the reason."""
+    """A video that could not be ingested (or was excluded on purpose): its manifest line, file and the reason."""
 
     row: int
     path: str
@@ -38,7 +40,7 @@ class Failure:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # "written" | "skipped" | "failed"
+    status: str  # "written" | "skipped" | "failed" | "excluded" (a still image, or the view filter said no)
     record: VideoRecord | None = None
     failure: Failure | None = None
 
@@ -52,6 +54,7 @@ class IngestResult:
     n_written: int = 0
     n_skipped: int = 0
     failures: list[Failure] = field(default_factory=list)
+    excluded: list[Failure] = field(default_factory=list)
 
 
 def file_sha256(path: Path) -> str:
@@ -72,8 +75,18 @@ def _store_for(location: str) -> EchoStore:
     return store
 
 
-def ingest_one(row: ManifestRow, location: str, preprocess: PreprocessConfig) -> Outcome:
-    """Ingest one manifest row into the store at ``location``; never raises for bad input (returns a failure)."""
+def _excluded(row: ManifestRow, reason: str) -> Outcome:
+    return Outcome("excluded", failure=Failure(row.row, str(row.path), row.video_id, reason))
+
+
+def ingest_one(
+    row: ManifestRow, location: str, preprocess: PreprocessConfig, view_filter: ViewFilter | None = None
+) -> Outcome:
+    """Ingest one manifest row into the store at ``location``; never raises for bad input (returns a failure).
+
+    A single-frame source (a still image) is excluded, not failed. With ``view_filter``, the view model runs on the
+    preprocessed frames and a video it does not keep is excluded (and not written).
+    """
     try:
         sha = file_sha256(row.path)
     except OSError as exc:
@@ -82,6 +95,11 @@ def ingest_one(row: ManifestRow, location: str, preprocess: PreprocessConfig) ->
     existing = store.complete_record(row.key)
     if existing is not None and existing.source_sha256 == sha:
         wanted = replace(existing, video_id=row.video_id, study_id=row.study_id, split=row.split, labels=row.labels)
+        if view_filter is not None:  # the stored frames are what the model saw when the video was written
+            decision = classifier_for(view_filter).decide(store.read_frames(row.key))
+            if not decision.keep:
+                return _excluded(row, decision.reason)
+            wanted = replace(wanted, view=decision.view, view_prob=decision.prob)
         return Outcome("skipped", record=wanted)
     try:
         decoded = decode_file(row.path)
@@ -91,6 +109,14 @@ def ingest_one(row: ManifestRow, location: str, preprocess: PreprocessConfig) ->
     except (ValueError, MemoryError) as exc:
         reason = f"{row.path}: cannot preprocess ({type(exc).__name__}: {exc})"
         return Outcome("failed", failure=Failure(row.row, str(row.path), row.video_id, reason))
+    if frames.shape[0] == 1:
+        return _excluded(row, STILL_IMAGE)
+    view = prob = None
+    if view_filter is not None:
+        decision = classifier_for(view_filter).decide(frames)
+        if not decision.keep:
+            return _excluded(row, decision.reason)
+        view, prob = decision.view, decision.prob
     flags = []
     if frames.shape[0] < SHORT_VIDEO_FRAMES:
         flags.append(SHORT_FLAG)
@@ -106,12 +132,14 @@ def ingest_one(row: ManifestRow, location: str, preprocess: PreprocessConfig) ->
         source_sha256=sha,
         labels=dict(row.labels),
         flags=tuple(flags),
+        view=view,
+        view_prob=prob,
     )
     store.write_video(record, frames)
     return Outcome("written", record=record)
 
 
-def _ingest_task(args: tuple[ManifestRow, str, PreprocessConfig]) -> Outcome:
+def _ingest_task(args: tuple[ManifestRow, str, PreprocessConfig, ViewFilter | None]) -> Outcome:
     return ingest_one(*args)
 
 
@@ -123,6 +151,7 @@ def ingest_rows(
     workers: int = 1,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    view_filter: ViewFilter | None = None,
 ) -> IngestResult:
     """Ingest validated manifest rows into a store (created, or resumed if it exists with the same preprocessing).
 
@@ -133,15 +162,21 @@ def ingest_rows(
         workers: processes; 1 runs in this process.
         overwrite: delete whatever is at ``location`` first.
         progress: called with (done, total) after each video.
+        view_filter: keep only the videos a user's view model assigns to one view (see ``view_filter.py``).
 
     Returns:
-        The result; failures are also written to ``ingest_report.json`` in the store.
+        The result; failures and exclusions are also written to ``ingest_report.json`` in the store.
+
+    Raises:
+        ViewModelError, FileNotFoundError: the view model cannot be used (checked before any video is read).
     """
     preprocess = preprocess or PreprocessConfig()
+    if view_filter is not None:
+        classifier_for(view_filter)
     location = str(location)
     store = EchoStore.create(location, preprocess, overwrite=overwrite)
     _STORES.pop(location, None)
-    tasks = [(row, location, preprocess) for row in rows]
+    tasks = [(row, location, preprocess, view_filter) for row in rows]
     outcomes: list[Outcome] = []
     if workers <= 1:
         for i, task in enumerate(tasks, 1):
@@ -161,6 +196,9 @@ def ingest_rows(
         if outcome.status == "failed":
             result.failures.append(outcome.failure)
             continue
+        if outcome.status == "excluded":
+            result.excluded.append(outcome.failure)
+            continue
         result.records.append(outcome.record)
         result.n_written += outcome.status == "written"
         result.n_skipped += outcome.status == "skipped"
@@ -171,6 +209,8 @@ def ingest_rows(
         "n_written_this_run": result.n_written,
         "n_skipped_this_run": result.n_skipped,
         "failures": [f.__dict__ for f in result.failures],
+        "n_excluded": len(result.excluded),
+        "excluded": [f.__dict__ for f in result.excluded],
     }
     store.write_text(REPORT_NAME, json.dumps(report, indent=2) + "\n")
     return result

@@ -28,7 +28,7 @@ from zarr.codecs import BloscCodec
 from echoclr._version import __version__
 from echoclr.store.schema import SCHEMA_NAME, SCHEMA_VERSION, PreprocessConfig, VideoRecord
 
-_INDEX_FIELDS = ("video_id", "study_id", "split", "n_frames", "fps", "key", "source_sha256", "labels", "flags")
+_INDEX_FIELDS = ("video_id", "study_id", "split", "n_frames", "fps", "key", "source_sha256", "labels", "flags", "view", "view_prob")
 
 
 class StoreError(RuntimeError):
@@ -303,7 +303,8 @@ def _records_from_columns(columns: dict[str, list[Any]]) -> list[VideoRecord]:
     if not columns:
         return []
     n = len(columns["video_id"])
-    return [VideoRecord.from_json({name: columns[name][i] for name in _INDEX_FIELDS}) for i in range(n)]
+    present = [name for name in _INDEX_FIELDS if name in columns]  # stores written before view/view_prob existed
+    return [VideoRecord.from_json({name: columns[name][i] for name in present}) for i in range(n)]
 
 
 def open_store(location: str | os.PathLike[str]) -> EchoStore:

@@ -59,6 +59,7 @@ class VideoRecord:
 
     ``labels`` maps a label name to 0.0/1.0, or ``None`` when unknown. ``key`` is the video's array name under
     ``videos/`` in the store. ``source_sha256`` identifies the source file's content (for resuming ingest).
+    ``view`` and ``view_prob`` are the view classifier's prediction and its mean probability when ingest ran one (``--view-model``), else None.
     """
 
     video_id: str
@@ -70,6 +71,8 @@ class VideoRecord:
     source_sha256: str
     labels: dict[str, float | None] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
+    view: str | None = None
+    view_prob: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
