@@ -193,13 +193,13 @@ def export_encoder(
     from echoclr.train.checkpoint import load_checkpoint, resolve_checkpoint
 
     checkpoint = resolve_checkpoint(source)
-    state = load_checkpoint(checkpoint)
-    encoder = _encoder_from_weights(_encoder_weights(state), str(checkpoint))
     out_dir = Path(out_dir)
     existing = [name for name in EXPORT_FILES if (out_dir / name).exists()]
     if existing and not overwrite:
         raise ExportExistsError(f"{out_dir} already holds {', '.join(existing)}: pass --overwrite to replace them "
                                 "or choose another --out")
+    state = load_checkpoint(checkpoint)
+    encoder = _encoder_from_weights(_encoder_weights(state), str(checkpoint))
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
     card = _card(state, checkpoint, store_summary)
