@@ -95,3 +95,24 @@ def test_load_encoder_names_mismatched_keys(tmp_path):
     torch.save(weights, tmp_path / "broken.pth")
     with pytest.raises(StateDictMismatchError, match=r"missing keys \(1\): layer4.1.conv2.1.weight"):
         load_encoder(tmp_path / "broken.pth")
+
+
+def test_finetune_checkpoint_exports_its_encoder_and_says_how_it_was_normalised(tmp_path):
+    from echoclr.models import Classifier
+    from echoclr.train import FinetuneConfig
+    from echoclr.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = Classifier(Encoder())
+    config = FinetuneConfig(label="lvh", init="kinetics:r3d_18.pth", ratio=0.1)
+    save_checkpoint(tmp_path / "ft" / "checkpoint.pt", {"model": model.state_dict(),
+                                                        "config": json.dumps(config.to_json())})
+    done = CliRunner().invoke(app, ["export", str(tmp_path / "ft"), "--out", str(tmp_path / "w")])
+    assert done.exit_code == 0, done.output
+    weights = load_file(str(tmp_path / "w" / "encoder.safetensors"))
+    stock_r3d18().load_state_dict(weights, strict=True)
+    assert all(torch.equal(weights[k], v) for k, v in model.encoder.state_dict().items())
+    card = json.loads((tmp_path / "w" / "model_card.json").read_text())
+    assert card["method"] == "finetune (lvh, init kinetics:r3d_18.pth)"
+    assert "0.43216" in card["preprocessing"]["normalisation"]  # Kinetics standardisation is part of its input
+    assert card["store"].startswith("not given")

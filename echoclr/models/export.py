@@ -134,8 +134,8 @@ def _card(state: dict[str, Any], source: Path, store_summary: dict[str, Any] | N
     elif kind == "finetune":
         method = f"finetune ({config['label']}, init {config['init']})"
         training = {"epochs_done": progress.get("epoch"), "max_epochs": config.get("max_epochs"),
-                    "ratio": config.get("ratio"), "weights": "the best epoch by validation loss"
-                    if "best_model" in state else "the latest epoch"}
+                    "ratio": config.get("ratio"), "weights": "the fine-tuned encoder at its best epoch by "
+                    "validation loss (the linear head is not exported)"}
     else:
         method, training = "unknown (a bare state dict)", {}
     preprocess = (store_summary or {}).get("preprocess")

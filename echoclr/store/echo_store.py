@@ -28,7 +28,8 @@ from zarr.codecs import BloscCodec
 from echoclr._version import __version__
 from echoclr.store.schema import SCHEMA_NAME, SCHEMA_VERSION, PreprocessConfig, VideoRecord
 
-_INDEX_FIELDS = ("video_id", "study_id", "split", "n_frames", "fps", "key", "source_sha256", "labels", "flags", "view", "view_prob")
+_INDEX_FIELDS = ("video_id", "study_id", "split", "n_frames", "fps", "key", "source_sha256", "labels", "flags",
+                 "view", "view_prob")
 
 
 class StoreError(RuntimeError):

@@ -59,7 +59,8 @@ class VideoRecord:
 
     ``labels`` maps a label name to 0.0/1.0, or ``None`` when unknown. ``key`` is the video's array name under
     ``videos/`` in the store. ``source_sha256`` identifies the source file's content (for resuming ingest).
-    ``view`` and ``view_prob`` are the view classifier's prediction and its mean probability when ingest ran one (``--view-model``), else None.
+    ``view`` and ``view_prob`` are the view classifier's prediction and its mean probability when ingest ran one
+    (``--view-model``), else None.
     """
 
     video_id: str
