@@ -25,6 +25,7 @@ its view is ``keep_view`` and the probability is at least ``min_prob``. Frames a
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,7 +154,9 @@ def load_view_classifier(view_filter: ViewFilter) -> ViewClassifier:
     if not path.is_file():
         raise FileNotFoundError(f"--view-model {path} does not exist")
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # recent PyTorch marks TorchScript deprecated; it is still our contract
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ViewModelError(
