@@ -122,3 +122,21 @@ def test_unusable_view_models_are_one_error(videos, tmp_path, make, extra, messa
     model = make(tmp_path / "view.pt")
     done = invoke("ingest", videos, "--out", tmp_path / "s.zarr", "--size", "32", "--view-model", model, *extra)
     assert_one_error_line(done, message)
+
+
+def test_stores_indexed_before_views_existed_still_open(tmp_path):
+    import zarr
+
+    from echoclr.store import EchoStore, PreprocessConfig, VideoRecord
+
+    store = EchoStore.create(tmp_path / "s.zarr", PreprocessConfig(size=16))
+    record = VideoRecord("v0", "s0", "train", 2, 30.0, "v0", "0" * 64, {"lvh": 1.0}, (), view="PLAX", view_prob=0.9)
+    store.write_video(record, np.zeros((2, 16, 16), np.uint8))
+    store.write_index([record])
+    assert open_store(tmp_path / "s.zarr").records == [record]
+    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="r+")
+    index = dict(root.attrs["index"])
+    del index["view"], index["view_prob"]  # an index written by the previous version
+    root.attrs["index"] = index
+    (old,) = open_store(tmp_path / "s.zarr").records
+    assert (old.view, old.view_prob, old.labels) == (None, None, {"lvh": 1.0})
