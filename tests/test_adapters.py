@@ -83,7 +83,7 @@ LVH_MEASUREMENTS = [
     ("0XB2", "IVSd", 0.90, "val"), ("0XB2", "LVPWd", 1.00, "val"), ("0XB2", "LVIDs", 3.1, "val"),  # both normal
     ("0XC3", "IVSd", 0.80, "test"), ("0XC3", "LVIDd", 5.0, "test"),  # only the septum, normal: unknown
     ("0XD4", "LVIDd", 4.9, "train"), ("0XD4", "LVIDs", 3.3, "train"),  # no wall measured: unknown
-    ("0XE5", "LVPWd", 1.25, "test"),  # only the posterior wall, thick: positive
+    ("0XE5.avi", "LVPWd", 1.25, "test"),  # only the posterior wall, thick: positive (name with its extension)
 ]
 LVH_BATCHES = {"0XA1": "Batch1", "0XB2": "Batch2", "0XC3": "Batch4", "0XD4": "Batch1", "0XE5": "Batch3"}
 

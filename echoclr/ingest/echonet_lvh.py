@@ -108,6 +108,8 @@ def echonet_lvh_rows(
     splits: dict[str, tuple[str, int]] = {}
     for line, row in enumerate(raw, 2):
         name, calc, split = row["HashedFileName"], row["Calc"], row["split"].lower()
+        if name.lower().endswith(".avi"):  # tolerate names written with their extension
+            name = name[: -len(".avi")]
         where = f"{source}:{line}"
         if not name:
             problems.append(f"{where}: column `HashedFileName` is empty")
