@@ -250,3 +250,15 @@ def test_native_augment_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cpu_augment_kernel() == "dali" and _loader_config(LoaderBenchConfig(), None).cpu_rotate == "dali"
     monkeypatch.setenv("ECHOCLR_DISABLE_NATIVE_AUGMENT", "0")
     assert cpu_augment_kernel() == "fused"
+
+
+def test_gate_presets_are_real_measurements() -> None:
+    from echoclr.bench.loader import LoaderBenchConfig
+    from echoclr.bench.train import TrainBenchConfig
+
+    loader = LoaderBenchConfig.gate()
+    assert not loader.quick and loader.dataset == LoaderBenchConfig().dataset and loader.repeats == 5
+    assert loader.profile is False and loader.batch_size == LoaderBenchConfig().batch_size
+    train = TrainBenchConfig.gate(device="cpu").resolved(cuda=False)
+    assert not train.quick and train.repeats == 5 and train.size == 32 and train.tasks == ("pretrain",)
+    assert train.end_to_end and train.pretrain_batch == TrainBenchConfig().resolved(cuda=False).pretrain_batch

@@ -113,10 +113,11 @@ class TrainBenchConfig:
 
     @classmethod
     def gate(cls, **overrides: Any) -> "TrainBenchConfig":
-        """The ``make bench`` preset: both tasks, model only and end to end, channels_last_3d only, 5 rounds of one
-        step each at the device's batch (112 px on CUDA, 32 px on a CPU); compared with ``benchmarks/baselines/``."""
+        """The ``make bench`` preset: pretraining (the EchoCLR step; fine-tuning runs the same network on longer
+        clips and stays in the full bench), model only and end to end, channels_last_3d only, 5 rounds of one step
+        each at the device's batch (112 px on CUDA, 32 px on a CPU); compared with ``benchmarks/baselines/``."""
         cuda = overrides.get("device", "auto") != "cpu" and torch.cuda.is_available()
-        base = cls(steps=1, repeats=5, channels_last=(True,), size=None if cuda else 32)
+        base = cls(tasks=("pretrain",), steps=1, repeats=5, channels_last=(True,), size=None if cuda else 32)
         return replace(base, **overrides)
 
     def resolved(self, cuda: bool) -> "TrainBenchConfig":
