@@ -16,6 +16,7 @@ a clip cost, which depend far less on what else the machine runs than clips/s do
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -36,6 +37,19 @@ from echoclr.store import ClipReader, open_store
 
 TARGET_RATIO = 20.0
 """DESIGN.md: the CPU loader must reach >= 20x the reference-style loader on the same cores."""
+
+DISABLE_NATIVE_AUGMENT = "ECHOCLR_DISABLE_NATIVE_AUGMENT"
+"""Environment switch: ``1`` makes the echoclr rows use DALI's own CPU operators instead of the native kernel."""
+
+
+def cpu_augment_kernel() -> str:
+    """The CPU augmentation the echoclr rows run: ``"fused"`` (the native kernel, the pipeline's default), or
+    ``"dali"`` (DALI's own CPU operators, several times slower) when ``ECHOCLR_DISABLE_NATIVE_AUGMENT=1``.
+
+    The switch is a deliberate, known slowdown for checking that ``echoclr bench compare`` catches a regression;
+    the result's ``settings.cpu_augment`` records which kernel ran.
+    """
+    return "dali" if os.environ.get(DISABLE_NATIVE_AUGMENT, "").strip() not in ("", "0") else "fused"
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,14 @@ class LoaderBenchConfig:
         """A smoke-run config: tiny dataset, small batches, one or two repeats."""
         base = cls(dataset=QUICK_SPEC, batch_size=8, warmup_batches=1, batches=4, reference_batches=2, repeats=2,
                    quick=True)
+        return replace(base, **overrides)
+
+    @classmethod
+    def gate(cls, **overrides: Any) -> "LoaderBenchConfig":
+        """The ``make bench`` preset: the full dataset and batch size, 5 rounds, shorter windows (12 batches, 3 for
+        the reference), no profile; a real measurement in about two minutes, compared with
+        ``benchmarks/baselines/``."""
+        base = cls(warmup_batches=2, batches=12, reference_batches=3, repeats=5, profile=False)
         return replace(base, **overrides)
 
     def to_json(self) -> dict[str, Any]:
@@ -143,7 +165,7 @@ def reference_window(pairs: list[tuple[str, str]], config: LoaderBenchConfig, re
 def _loader_config(config: LoaderBenchConfig, device_id: int | None) -> LoaderConfig:
     return LoaderConfig(
         clip_len=config.clip_len, device_id=device_id, num_threads=config.workers,
-        read_workers=max(1, config.workers // 2), seed=config.seed,
+        read_workers=max(1, config.workers // 2), seed=config.seed, cpu_rotate=cpu_augment_kernel(),
     )
 
 
@@ -223,9 +245,11 @@ def dali_windows(
     config: LoaderBenchConfig,
     *,
     augment: AugmentConfig,
-    cpu_rotate: str = "fused",
+    cpu_rotate: str | None = None,
 ) -> list[Window]:
-    """The DALI CPU pipeline alone, fed from ``batches`` in memory (cycled), one window per repeat."""
+    """The DALI CPU pipeline alone, fed from ``batches`` in memory (cycled), one window per repeat; ``cpu_rotate``
+    None is :func:`cpu_augment_kernel`."""
+    cpu_rotate = cpu_augment_kernel() if cpu_rotate is None else cpu_rotate
     # a few more batches than the window consumes: DALI's read-ahead stays full to the end of the window
     n_calls = config.warmup_batches + config.batches + 4
 
@@ -318,6 +342,7 @@ def run_loader_bench(config: LoaderBenchConfig, work_dir: str | Path) -> dict[st
         epoch_pairs = len(plan_epoch(SamplerConfig("pairs", clip_len=config.clip_len, seed=config.seed),
                                      reader.study_of_video, reader.n_frames, epoch=0))
     settings = {**config.to_json(), "n_videos": len(paths), "n_pairs_per_epoch": epoch_pairs,
+                "cpu_augment": cpu_augment_kernel(),
                 "reference_input": "112x112 MJPG AVIs exported from the store",
                 "page_cache": "inputs are read repeatedly and stay in the page cache: this measures CPU, not disk"}
     return make_result("loader", machine=machine, settings=settings, rows=rows, summary=summary, quick=config.quick)

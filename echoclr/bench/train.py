@@ -111,6 +111,15 @@ class TrainBenchConfig:
                    repeats=1, channels_last=(True,), matmul_size=256, quick=True)
         return replace(base, **overrides)
 
+    @classmethod
+    def gate(cls, **overrides: Any) -> "TrainBenchConfig":
+        """The ``make bench`` preset: pretraining (the EchoCLR step; fine-tuning runs the same network on longer
+        clips and stays in the full bench), model only and end to end, channels_last_3d only, 5 rounds of one step
+        each at the device's batch (112 px on CUDA, 32 px on a CPU); compared with ``benchmarks/baselines/``."""
+        cuda = overrides.get("device", "auto") != "cpu" and torch.cuda.is_available()
+        base = cls(tasks=("pretrain",), steps=1, repeats=5, channels_last=(True,), size=None if cuda else 32)
+        return replace(base, **overrides)
+
     def resolved(self, cuda: bool) -> "TrainBenchConfig":
         """This config with every None replaced by the default for a CUDA (True) or CPU (False) device."""
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
