@@ -5,14 +5,13 @@ Importing this package never imports DALI; building a pipeline without DALI rais
 """
 
 from echoclr.pipeline.dali import ClipPipeline, DaliNotAvailableError, dali_available, require_dali
-from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, AugmentConfig, augment_graph
+from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, AugmentConfig, GraphInputs, augment_graph
 from echoclr.pipeline.loaders import (
     ClipReaderLike,
     EvalLoader,
     LoaderConfig,
     PairLoader,
     SingleLoader,
-    pipeline_seed,
     plan_array,
 )
 from echoclr.pipeline.reference import AugmentParams, draw_params, reference_augment
@@ -26,13 +25,13 @@ __all__ = [
     "ClipReaderLike",
     "DaliNotAvailableError",
     "EvalLoader",
+    "GraphInputs",
     "LoaderConfig",
     "PairLoader",
     "SingleLoader",
     "augment_graph",
     "dali_available",
     "draw_params",
-    "pipeline_seed",
     "plan_array",
     "reference_augment",
     "require_dali",
