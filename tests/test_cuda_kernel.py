@@ -41,6 +41,7 @@ def test_import_without_cupy_fails_soft_and_use_fails_loud():
     code = (
         "import sys; sys.modules['cupy'] = None\n"
         "import echoclr, echoclr.pipeline, echoclr.pipeline.cuda_augment as ca, echoclr.pipeline.device_cache as dc\n"
+        "import echoclr.pipeline.cuda_loader, echoclr.train, echoclr.data\n"
         "assert not ca.cupy_available()\n"
         "try:\n"
         "    ca.CudaAugment(channels=1, mean=None, std=None, min_range=1e-6)\n"

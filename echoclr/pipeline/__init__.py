@@ -1,10 +1,15 @@
-"""The clip data engine: DALI augmentation graph, its pipelines, and the loaders around them.
+"""The clip data engine: DALI augmentation graph, its pipelines, and the loaders around them; the GPU path
+without DALI (device clip cache, CUDA kernel, device pair loader).
 
-Importing this package never imports DALI; building a pipeline without DALI raises
-:class:`DaliNotAvailableError` with the install command.
+Importing this package never imports DALI or cupy; building a pipeline without DALI raises
+:class:`DaliNotAvailableError`, using the GPU path without cupy :class:`CupyNotAvailableError`, each with the
+install command.
 """
 
+from echoclr.pipeline.cuda_augment import CudaAugment, CupyNotAvailableError, cupy_available, require_cupy
+from echoclr.pipeline.cuda_loader import DevicePairLoader
 from echoclr.pipeline.dali import ClipPipeline, DaliNotAvailableError, dali_available, require_dali
+from echoclr.pipeline.device_cache import DeviceClipCache, use_device_cache
 from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, AugmentConfig, GraphInputs, augment_graph
 from echoclr.pipeline.loaders import (
     ClipReaderLike,
@@ -23,6 +28,10 @@ __all__ = [
     "AugmentParams",
     "ClipPipeline",
     "ClipReaderLike",
+    "CudaAugment",
+    "CupyNotAvailableError",
+    "DeviceClipCache",
+    "DevicePairLoader",
     "DaliNotAvailableError",
     "EvalLoader",
     "GraphInputs",
@@ -30,9 +39,12 @@ __all__ = [
     "PairLoader",
     "SingleLoader",
     "augment_graph",
+    "cupy_available",
     "dali_available",
     "draw_params",
     "plan_array",
     "reference_augment",
+    "require_cupy",
     "require_dali",
+    "use_device_cache",
 ]
