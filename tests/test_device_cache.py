@@ -45,13 +45,68 @@ def test_auto_mode_caches_only_what_fits():
         use_device_cache("auto", 10, 100, 1.5)
 
 
+class MemoryReader:
+    """Videos in host memory, padded reads like ClipReader (via the numpy twin, itself tested against ClipReader)."""
+
+    def __init__(self, n_videos: int = 20, size: int = 24, seed: int = 1) -> None:
+        rng = np.random.default_rng(seed)
+        self.size = size
+        self.n_frames = rng.integers(1, 30, n_videos).astype(np.int64)
+        self.offsets = frame_offsets(self.n_frames)
+        self.frames = rng.integers(0, 256, (int(self.offsets[-1]), size, size), dtype=np.uint8)
+
+    def read_clips(self, videos, starts, clip_len, out=None):
+        clips = gather_clips(self.frames, self.offsets, self.n_frames, np.asarray(videos), np.asarray(starts), clip_len)
+        if out is not None:
+            out[...] = clips
+        return clips if out is None else out
+
+
 @pytest.mark.cuda
-def test_cupy_cache_equals_clip_reader(reader):
+def test_cupy_cache_equals_the_host_reads():
+    # no store here: the GPU machine of the device check has no video decoder to build one
     from echoclr.pipeline.device_cache import DeviceClipCache
 
+    reader = MemoryReader()
     cache = DeviceClipCache.build(reader)
-    n_frames = np.asarray(reader.n_frames)
+    assert cache.nbytes == cache_bytes(reader.n_frames, reader.size)
     rng = np.random.default_rng(1)
-    videos = rng.integers(0, len(n_frames), 100)
-    starts = (rng.random(100) * n_frames[videos]).astype(np.int64)
-    np.testing.assert_array_equal(cache.read_clips(videos, starts, 4).get(), reader.read_clips(videos, starts, 4))
+    videos = rng.integers(0, len(reader.n_frames), 100)
+    starts = (rng.random(100) * reader.n_frames[videos]).astype(np.int64)
+    for k in (1, 4, 16):
+        np.testing.assert_array_equal(cache.read_clips(videos, starts, k).get(), reader.read_clips(videos, starts, k))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("staged", [False, True], ids=["device cache", "pinned staging"])
+def test_device_pair_loader_equals_the_cpu_kernel_on_the_same_plan(staged):
+    import torch
+
+    from echoclr.data.sampling import SamplerConfig, plan_epoch
+    from echoclr.pipeline.cpu_ops import FusedAugment
+    from echoclr.pipeline.cuda_loader import DevicePairLoader
+    from echoclr.pipeline.device_cache import DeviceClipCache
+    from echoclr.pipeline.graph import MIN_RANGE
+    from echoclr.pipeline.loaders import plan_array
+    from echoclr.data.permutations import all_permutations
+    from echoclr.pipeline.reference import AugmentParams
+
+    reader = MemoryReader()
+    study = np.arange(len(reader.n_frames)) // 2
+    plan = plan_epoch(SamplerConfig("pairs", seed=3), study, reader.n_frames, epoch=1)
+    source = reader if staged else DeviceClipCache.build(reader)
+    loader = DevicePairLoader(source, plan, 4)
+    table = plan_array(plan)[1]
+    for b, (x, order) in enumerate(loader):
+        rows = table[4 * b : 4 * b + 4]
+        assert x.shape == (8, 1, 4, 24, 24) and x.is_contiguous(memory_format=torch.channels_last_3d)
+        clips = reader.read_clips(np.r_[rows[:, 0], rows[:, 3]], np.r_[rows[:, 1], rows[:, 4]], 4)
+        perms = np.r_[rows[:, 2], rows[:, 5]]
+        np.testing.assert_array_equal(order.cpu().numpy(), perms)
+        p = [AugmentParams.from_plan(*rows[:, c : c + 4].T) for c in (6, 10)]  # views i and j
+        want = np.stack(FusedAugment(channels=1, mean=None, std=None, min_range=MIN_RANGE, threads=1)(
+            list(clips), list(all_permutations(4)[perms].astype(np.int32)),
+            list(np.r_[p[0].shift, p[1].shift].astype(np.int32)), list(np.r_[p[0].flip, p[1].flip].astype(np.int32)),
+            list(np.r_[p[0].angle, p[1].angle])))  # (8, T, H, W, 1)
+        got = x.permute(0, 2, 3, 4, 1).cpu().numpy()  # (8, C, T, H, W) -> (8, T, H, W, C)
+        assert np.abs(got - want).max() <= 4.0 / 253 * 1.01
