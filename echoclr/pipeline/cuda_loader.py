@@ -122,7 +122,8 @@ class DevicePairLoader:
             angles = self._upload(params.angle)
             clips = self._clips(videos, starts)  # uint8 (2n, K, H, W) on the device
             out = self._kernel(clips, ints[:, :k], ints[:, k : k + 2], ints[:, k + 2], angles)  # (2n, K, H, W, C)
-        x = torch.from_dlpack(out).permute(0, 4, 1, 2, 3)  # (2n, K, H, W, C) -> (2n, C, K, H, W), channels_last_3d
+            # handed over on the stream it was made on: no wait is inserted
+            x = torch.from_dlpack(out).permute(0, 4, 1, 2, 3)  # (2n, K, H, W, C) -> (2n, C, K, H, W), cl3d
         if self._dtype != torch.float32:
             x = x.to(self._dtype)  # preserve_format keeps the strides
         order = torch.from_numpy(perms.astype(np.int64)).pin_memory().to(self._device, non_blocking=True)
