@@ -1,4 +1,5 @@
 #include "augment.hpp"
+#include "augment_pixel.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,45 +11,27 @@ namespace echoclr {
 
 namespace {
 
-constexpr double kPi = 3.14159265358979323846;
-
-// floor() for x > -2 (callers check the range first): truncation of a positive value.
-inline int floor_above_minus_two(double x) { return static_cast<int>(x + 2.0) - 2; }
-
 constexpr int kGroup = 4;  // frames interpolated together: one pixel of a group is 4 contiguous bytes
 
-// The taps of a rotation about the centre ((h-1)/2, (w-1)/2), bilinear, zero fill, with the
-// sample positions scipy.ndimage.affine_transform computes (in = M @ out + offset, double).
+// The taps of a rotation (augment_pixel.h: pixel::bilinear per output pixel), as byte offsets into an
+// interleaved (H, W, 4) group; a neighbour outside the frame reads a clamped (inside) pixel with weight 0.
 void rotation_taps(int h, int w, double angle_deg, std::vector<Tap>& taps) {
     taps.resize(static_cast<std::size_t>(h) * w);
-    const double theta = angle_deg * kPi / 180.0;
-    const double c = std::cos(theta), s = std::sin(theta);
-    const double cy = (h - 1) / 2.0, cx = (w - 1) / 2.0;
-    // rows: y_in = c*y + s*x + oy; columns: x_in = -s*y + c*x + ox
-    const double oy = cy - (c * cy + s * cx);
-    const double ox = cx - (-s * cy + c * cx);
+    const pixel::Rotation rot = pixel::rotation(h, w, angle_deg);
     for (int y = 0; y < h; ++y) {
         for (int x = 0; x < w; ++x) {
             Tap& tap = taps[static_cast<std::size_t>(y) * w + x];
-            const double yi = c * y + s * x + oy;
-            const double xi = -s * y + c * x + ox;
-            if (!(yi > -1.0 && yi < h && xi > -1.0 && xi < w)) {  // no neighbour inside (or NaN)
+            const pixel::Bilinear b = pixel::bilinear(rot, h, w, y, x);
+            if (!b.any) {
                 tap = Tap{0, 0, 0, {0.0f, 0.0f, 0.0f, 0.0f}};
                 continue;
             }
-            const int r0 = floor_above_minus_two(yi), q0 = floor_above_minus_two(xi);
-            const double fy = yi - r0, fx = xi - q0;
-            const bool r0_in = r0 >= 0, r1_in = r0 + 1 < h, q0_in = q0 >= 0, q1_in = q0 + 1 < w;
-            // a neighbour outside the frame reads a clamped (inside) pixel with weight 0
-            const int ra = r0_in ? r0 : 0, rb = r1_in ? r0 + 1 : h - 1;
-            const int qa = q0_in ? q0 : 0, qb = q1_in ? q0 + 1 : w - 1;
+            const int ra = b.r0 >= 0 ? b.r0 : 0, rb = b.r0 + 1 < h ? b.r0 + 1 : h - 1;
+            const int qa = b.q0 >= 0 ? b.q0 : 0, qb = b.q0 + 1 < w ? b.q0 + 1 : w - 1;
             tap.base = (ra * w + qa) * kGroup;
             tap.dcol = (qb - qa) * kGroup;
             tap.drow = (rb - ra) * w * kGroup;
-            tap.w[0] = static_cast<float>((r0_in && q0_in) ? (1.0 - fy) * (1.0 - fx) : 0.0);
-            tap.w[1] = static_cast<float>((r0_in && q1_in) ? (1.0 - fy) * fx : 0.0);
-            tap.w[2] = static_cast<float>((r1_in && q0_in) ? fy * (1.0 - fx) : 0.0);
-            tap.w[3] = static_cast<float>((r1_in && q1_in) ? fy * fx : 0.0);
+            for (int k = 0; k < 4; ++k) tap.w[k] = b.w[k];
         }
     }
 }
@@ -71,20 +54,16 @@ inline F32x4 load_lanes(const uint8_t* p) {
 void rotate_group(const uint8_t* group, const std::vector<Tap>& taps, int n, int64_t plane, uint8_t* moved) {
     const F32x4 zero = {0.0f, 0.0f, 0.0f, 0.0f};
     const F32x4 top = {255.0f, 255.0f, 255.0f, 255.0f};
-    // Adding and subtracting 2^23 rounds a float in [0, 2^22] to an integer in the current
-    // (nearest-even, like numpy.rint) rounding mode; IEEE arithmetic is not reassociated
-    // without -ffast-math, so the pair is not folded away. std::nearbyint is a libm call on
-    // baseline x86-64 and cost more than the interpolation.
+    // pixel::clamp_round's magic-number rounding (std::nearbyint is a libm call on baseline
+    // x86-64 and cost more than the interpolation)
     const F32x4 magic = {8388608.0f, 8388608.0f, 8388608.0f, 8388608.0f};
     for (int64_t o = 0; o < plane; ++o) {
         const Tap& tap = taps[o];
         const uint8_t* p00 = group + tap.base;
         const uint8_t* p10 = p00 + tap.drow;
-        F32x4 v = tap.w[0] * load_lanes(p00) + tap.w[1] * load_lanes(p00 + tap.dcol) +
-                  tap.w[2] * load_lanes(p10) + tap.w[3] * load_lanes(p10 + tap.dcol);
-        v = v < zero ? zero : v;
-        v = v > top ? top : v;
-        v = (v + magic) - magic;
+        F32x4 v = pixel::weighted_sum(tap.w, load_lanes(p00), load_lanes(p00 + tap.dcol), load_lanes(p10),
+                                      load_lanes(p10 + tap.dcol));
+        v = pixel::clamp_round(v, zero, top, magic);
         const U8x4 bytes = __builtin_convertvector(__builtin_convertvector(v, I32x4), U8x4);
         if (n == kGroup) {
             moved[o] = bytes[0];
@@ -102,14 +81,14 @@ void rotate_group(const uint8_t* group, const std::vector<Tap>& taps, int n, int
 void shift_flip_frame(const uint8_t* in, int h, int w, int dy, int dx, bool flip, uint8_t* out, int step) {
     for (int y = 0; y < h; ++y) {
         uint8_t* row = out + static_cast<int64_t>(y) * w * step;
-        const int sy = y + dy;
+        const int sy = pixel::source_row(y, dy);
         if (sy < 0 || sy >= h) {
             for (int x = 0; x < w; ++x) row[x * step] = 0;
             continue;
         }
         const uint8_t* src = in + static_cast<int64_t>(sy) * w;
         for (int x = 0; x < w; ++x) {
-            const int sx = (flip ? w - 1 - x : x) + dx;
+            const int sx = pixel::source_col(x, w, dx, flip);
             row[x * step] = (sx >= 0 && sx < w) ? src[sx] : 0;
         }
     }
@@ -163,14 +142,15 @@ void normalise_clip(const uint8_t* moved, int64_t n, const Normalisation& norm, 
     }
     // float32 arithmetic step for step as the reference: (u - lo) / max(hi - lo, min_range)
     const float lo32 = static_cast<float>(lo);
-    const float scale = std::max(static_cast<float>(hi) - lo32, norm.min_range);
+    const float scale = pixel::minmax_scale(lo32, static_cast<float>(hi), norm.min_range);
     if (norm.channels == 1) {
-        for (int64_t i = 0; i < n; ++i) out[i] = (static_cast<float>(moved[i]) - lo32) / scale;
+        for (int64_t i = 0; i < n; ++i) out[i] = pixel::minmax(moved[i], lo32, scale);
         return;
     }
     for (int64_t i = 0; i < n; ++i) {
-        const float x = (static_cast<float>(moved[i]) - lo32) / scale;
-        for (int c = 0; c < 3; ++c) out[3 * i + c] = norm.standardise ? (x - norm.mean[c]) / norm.std[c] : x;
+        const float x = pixel::minmax(moved[i], lo32, scale);
+        for (int c = 0; c < 3; ++c)
+            out[3 * i + c] = norm.standardise ? pixel::standardise(x, norm.mean[c], norm.std[c]) : x;
     }
 }
 

@@ -1,4 +1,6 @@
 // The CPU clip augmentation as one native kernel: frame order, shift, flip, rotation, min-max.
+// The per-output-pixel math lives in augment_pixel.h, shared with the CUDA kernel (augment_cuda.cu);
+// this file adds the CPU's batching: one tap table per clip, four frames per vector.
 //
 // Semantics are those of echoclr/pipeline/reference.py, step for step (see
 // echoclr/pipeline/graph.py for the order of the steps):

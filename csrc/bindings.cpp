@@ -33,8 +33,30 @@ echoclr::VideoIndex as_index(const Int64Array& study_of_video, const Int64Array&
     return {study_of_video.data(), n_frames.data(), static_cast<std::size_t>(n_frames.shape(0))};
 }
 
+// The augmentation draws of a plan (see echoclr.data.sampling.AugmentDraws); None = no draws.
+struct Draws {
+    bool augment = false;
+    int64_t pad = 0;
+    uint64_t flip_threshold = 0, rotate_threshold = 0;
+    int64_t angle_steps = 1;
+};
+
+Draws parse_draws(const py::object& draws) {
+    Draws d;
+    if (draws.is_none()) return d;
+    const auto t = draws.cast<py::tuple>();
+    if (t.size() != 4) throw std::invalid_argument("draws must be (pad, flip_threshold, rotate_threshold, angle_steps)");
+    d.augment = true;
+    d.pad = t[0].cast<int64_t>();
+    d.flip_threshold = t[1].cast<uint64_t>();
+    d.rotate_threshold = t[2].cast<uint64_t>();
+    d.angle_steps = t[3].cast<int64_t>();
+    return d;
+}
+
 echoclr::PlanConfig make_config(const std::string& mode, int64_t clip_len, uint64_t seed,
-                                bool reorder, int64_t n_clips, int64_t num_orders) {
+                                bool reorder, int64_t n_clips, int64_t num_orders, const py::object& draws) {
+    const Draws d = parse_draws(draws);
     echoclr::PlanConfig config;
     config.mode = parse_mode(mode);
     config.clip_len = clip_len;
@@ -42,6 +64,11 @@ echoclr::PlanConfig make_config(const std::string& mode, int64_t clip_len, uint6
     config.reorder = reorder;
     config.n_clips = n_clips;
     config.num_orders = num_orders;
+    config.augment = d.augment;
+    config.pad = d.pad;
+    config.flip_threshold = d.flip_threshold;
+    config.rotate_threshold = d.rotate_threshold;
+    config.angle_steps = d.angle_steps;
     return config;
 }
 
@@ -55,9 +82,9 @@ py::array_t<int64_t> to_numpy(std::vector<int64_t>&& values) {
 
 py::dict plan_epoch(const std::string& mode, const Int64Array& study_of_video,
                     const Int64Array& n_frames, int64_t clip_len, uint64_t seed, bool reorder,
-                    int64_t n_clips, int64_t num_orders, uint64_t epoch, int64_t rank,
-                    int64_t world_size, int64_t start_item) {
-    const echoclr::PlanConfig config = make_config(mode, clip_len, seed, reorder, n_clips, num_orders);
+                    int64_t n_clips, int64_t num_orders, const py::object& draws, uint64_t epoch,
+                    int64_t rank, int64_t world_size, int64_t start_item) {
+    const echoclr::PlanConfig config = make_config(mode, clip_len, seed, reorder, n_clips, num_orders, draws);
     const echoclr::VideoIndex index = as_index(study_of_video, n_frames);
     echoclr::Plan plan;
     {
@@ -74,8 +101,8 @@ py::dict plan_epoch(const std::string& mode, const Int64Array& study_of_video,
 py::array_t<int64_t> rank_item_counts(const std::string& mode, const Int64Array& study_of_video,
                                       const Int64Array& n_frames, int64_t clip_len, uint64_t seed,
                                       bool reorder, int64_t n_clips, int64_t num_orders,
-                                      uint64_t epoch, int64_t world_size) {
-    const echoclr::PlanConfig config = make_config(mode, clip_len, seed, reorder, n_clips, num_orders);
+                                      const py::object& draws, uint64_t epoch, int64_t world_size) {
+    const echoclr::PlanConfig config = make_config(mode, clip_len, seed, reorder, n_clips, num_orders, draws);
     const echoclr::VideoIndex index = as_index(study_of_video, n_frames);
     std::vector<int64_t> counts;
     {
@@ -90,18 +117,18 @@ py::array_t<int64_t> rank_item_counts(const std::string& mode, const Int64Array&
 PYBIND11_MODULE(_native, m) {
     m.doc() = "echoclr's native core (epoch sampler, CPU clip augmentation). Private: use echoclr.data.sampling "
             "and echoclr.pipeline.";
-    m.attr("abi_version") = 2;
+    m.attr("abi_version") = 3;
     bind_augment(m);
 
     m.def("plan_epoch", &plan_epoch, py::arg("mode"), py::arg("study_of_video"),
           py::arg("n_frames"), py::kw_only(), py::arg("clip_len"), py::arg("seed"),
-          py::arg("reorder"), py::arg("n_clips"), py::arg("num_orders"), py::arg("epoch"),
-          py::arg("rank"), py::arg("world_size"), py::arg("start_item"),
+          py::arg("reorder"), py::arg("n_clips"), py::arg("num_orders"), py::arg("draws"),
+          py::arg("epoch"), py::arg("rank"), py::arg("world_size"), py::arg("start_item"),
           "One rank's epoch plan as a dict of equal-length int64 arrays (see echoclr.data.sampling).");
     m.def("rank_item_counts", &rank_item_counts, py::arg("mode"), py::arg("study_of_video"),
           py::arg("n_frames"), py::kw_only(), py::arg("clip_len"), py::arg("seed"),
-          py::arg("reorder"), py::arg("n_clips"), py::arg("num_orders"), py::arg("epoch"),
-          py::arg("world_size"), "Items per rank, int64 array of length world_size.");
+          py::arg("reorder"), py::arg("n_clips"), py::arg("num_orders"), py::arg("draws"),
+          py::arg("epoch"), py::arg("world_size"), "Items per rank, int64 array of length world_size.");
     m.def("stream_key", &echoclr::rng::stream_key, py::arg("seed"), py::arg("epoch"),
           py::arg("stream"), py::arg("sub"), "Key of one random stream (for twin tests).");
     m.def("uniform_below",

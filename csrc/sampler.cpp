@@ -23,6 +23,10 @@ void validate(const PlanConfig& config, const VideoIndex& index, int64_t world_s
     if (config.n_clips < 1) throw std::invalid_argument("n_clips must be >= 1");
     if (config.num_orders < 1) throw std::invalid_argument("num_orders must be >= 1");
     if (world_size < 1) throw std::invalid_argument("world_size must be >= 1");
+    if (config.pad < 0) throw std::invalid_argument("pad must be >= 0");
+    if (config.flip_threshold > (1ULL << 32) || config.rotate_threshold > (1ULL << 32))
+        throw std::invalid_argument("flip/rotate thresholds must be <= 2^32");
+    if (config.angle_steps < 1) throw std::invalid_argument("angle_steps must be >= 1");
     if (index.n_videos > 0 && (index.study_of_video == nullptr || index.n_frames == nullptr))
         throw std::invalid_argument("index arrays are null");
     for (std::size_t v = 0; v < index.n_videos; ++v) {
@@ -138,6 +142,49 @@ int64_t draw_perm(const PlanConfig& config, uint64_t key, uint64_t counter) {
         rng::uniform_below(key, counter, static_cast<uint64_t>(config.num_orders)));
 }
 
+constexpr uint64_t kProbabilityScale = 1ULL << 32;
+
+// The augmentation of one view of item g: (dy, dx, flip, angle in millidegrees; 0 = not rotated).
+struct ViewDraws {
+    uint64_t shift_y, shift_x, flip, rotate, angle;  // stream keys
+    ViewDraws(const PlanConfig& config, uint64_t epoch, uint64_t view)
+        : shift_y(rng::stream_key(config.seed, epoch, kShiftY, view)),
+          shift_x(rng::stream_key(config.seed, epoch, kShiftX, view)),
+          flip(rng::stream_key(config.seed, epoch, kFlip, view)),
+          rotate(rng::stream_key(config.seed, epoch, kRotate, view)),
+          angle(rng::stream_key(config.seed, epoch, kAngle, view)) {}
+
+    void draw(const PlanConfig& config, uint64_t g, int64_t* dy, int64_t* dx, int64_t* fl, int64_t* mdeg) const {
+        if (!config.augment) {
+            *dy = *dx = *fl = *mdeg = 0;
+            return;
+        }
+        const auto side = static_cast<uint64_t>(2 * config.pad + 1);
+        *dy = static_cast<int64_t>(rng::uniform_below(shift_y, g, side)) - config.pad;
+        *dx = static_cast<int64_t>(rng::uniform_below(shift_x, g, side)) - config.pad;
+        *fl = rng::uniform_below(flip, g, kProbabilityScale) < config.flip_threshold ? 1 : 0;
+        const bool rotated = rng::uniform_below(rotate, g, kProbabilityScale) < config.rotate_threshold;
+        const auto steps = static_cast<uint64_t>(config.angle_steps);
+        *mdeg = rotated ? static_cast<int64_t>(rng::uniform_below(angle, g, 2 * steps)) - config.angle_steps : 0;
+    }
+};
+
+const char* const kViewFields[] = {"dy", "dx", "flip", "angle_mdeg"};
+
+// Appends the four augmentation columns of views `a` and `b` (suffixes) to the plan's names.
+void add_view_names(Plan& plan, const char* a, const char* b) {
+    for (const char* suffix : {a, b})
+        for (const char* field : kViewFields) plan.names.push_back(std::string(field) + "_" + suffix);
+}
+
+// Fills columns [first, first + 8) of row t with the draws of both views of item g.
+void fill_views(Plan& plan, std::size_t first, std::size_t t, const PlanConfig& config, const ViewDraws& view_a,
+                const ViewDraws& view_b, uint64_t g) {
+    auto& c = plan.columns;
+    view_a.draw(config, g, &c[first][t], &c[first + 1][t], &c[first + 2][t], &c[first + 3][t]);
+    view_b.draw(config, g, &c[first + 4][t], &c[first + 5][t], &c[first + 6][t], &c[first + 7][t]);
+}
+
 void check_start_item(int64_t start_item, std::size_t n_items) {
     if (start_item < 0 || static_cast<uint64_t>(start_item) > n_items)
         throw std::invalid_argument("start_item " + std::to_string(start_item) +
@@ -174,7 +221,9 @@ Plan plan_pairs(const PlanConfig& config, const VideoIndex& index, const Layout&
     const uint64_t k_perm_i = rng::stream_key(config.seed, epoch, kPermA, 0);
     const uint64_t k_perm_j = rng::stream_key(config.seed, epoch, kPermB, 0);
     Plan plan;
+    const ViewDraws view_i(config, epoch, 0), view_j(config, epoch, 1);
     plan.names = {"video_i", "start_i", "perm_i", "video_j", "start_j", "perm_j"};
+    add_view_names(plan, "i", "j");
     const std::size_t n_out = items.size() - static_cast<std::size_t>(start_item);
     plan.columns.assign(plan.names.size(), std::vector<int64_t>(n_out));
     for (std::size_t t = 0; t < n_out; ++t) {
@@ -189,6 +238,7 @@ Plan plan_pairs(const PlanConfig& config, const VideoIndex& index, const Layout&
         plan.columns[3][t] = vj;
         plan.columns[4][t] = draw_start(k_start_j, g, index, vj, config.clip_len);
         plan.columns[5][t] = draw_perm(config, k_perm_j, g);
+        fill_views(plan, 6, t, config, view_i, view_j, g);
     }
     return plan;
 }
@@ -203,7 +253,9 @@ Plan plan_single(const PlanConfig& config, const VideoIndex& index, const Layout
     const uint64_t k_perm_a = rng::stream_key(config.seed, epoch, kPermA, 0);
     const uint64_t k_perm_b = rng::stream_key(config.seed, epoch, kPermB, 0);
     Plan plan;
+    const ViewDraws view_a(config, epoch, 0), view_b(config, epoch, 1);
     plan.names = {"video", "start", "perm_a", "perm_b"};
+    add_view_names(plan, "a", "b");
     const std::size_t n_out = vids.size() - static_cast<std::size_t>(start_item);
     plan.columns.assign(plan.names.size(), std::vector<int64_t>(n_out));
     for (std::size_t t = 0; t < n_out; ++t) {
@@ -213,6 +265,7 @@ Plan plan_single(const PlanConfig& config, const VideoIndex& index, const Layout
         plan.columns[1][t] = draw_start(k_start, g, index, v, config.clip_len);
         plan.columns[2][t] = draw_perm(config, k_perm_a, g);
         plan.columns[3][t] = draw_perm(config, k_perm_b, g);
+        fill_views(plan, 4, t, config, view_a, view_b, g);
     }
     return plan;
 }

@@ -20,6 +20,12 @@ struct PlanConfig {
     bool reorder = true;     // false: every perm field is 0
     int64_t n_clips = 4;     // eval mode: clips per video
     int64_t num_orders = 24; // K! (perm range); the caller derives it from clip_len
+    // Augmentation draws (pairs/single): false makes every dy, dx, flip and angle field 0.
+    bool augment = true;
+    int64_t pad = 8;                   // dy, dx uniform in [-pad, pad]
+    uint64_t flip_threshold = 1ULL << 31;    // flip when uniform_below(2^32) < this (p * 2^32)
+    uint64_t rotate_threshold = 1ULL << 31;  // rotate when uniform_below(2^32) < this
+    int64_t angle_steps = 10000;       // angle (millidegrees) uniform in [-steps, steps) when rotated
 };
 
 // The store's index: one entry per video. Pointers are borrowed for the call.
@@ -30,7 +36,8 @@ struct VideoIndex {
 };
 
 // One epoch's items for one rank: parallel int64 columns named per mode
-// (pairs: video_i start_i perm_i video_j start_j perm_j; single: video start perm_a perm_b;
+// (pairs: video_i start_i perm_i video_j start_j perm_j, then dy dx flip angle_mdeg of view i
+// and of view j; single: video start perm_a perm_b, then the four of view a and of view b;
 // eval: video start clip_index).
 struct Plan {
     std::vector<std::string> names;
@@ -76,6 +83,12 @@ enum Stream : uint64_t {
     kStartB = 5,      // pairs: start_j
     kPermA = 6,       // pairs: perm_i; single: perm_a
     kPermB = 7,       // pairs: perm_j; single: perm_b
+    // augmentation draws; sub-stream = view (0: i / a, 1: j / b)
+    kShiftY = 8,
+    kShiftX = 9,
+    kFlip = 10,
+    kRotate = 11,
+    kAngle = 12,
 };
 
 // Items per rank (length world_size). Throws std::invalid_argument on bad arguments.

@@ -17,6 +17,7 @@ def plan_epoch(
     reorder: bool,
     n_clips: int,
     num_orders: int,
+    draws: tuple[int, int, int, int] | None,
     epoch: int,
     rank: int,
     world_size: int,
@@ -32,6 +33,7 @@ def rank_item_counts(
     reorder: bool,
     n_clips: int,
     num_orders: int,
+    draws: tuple[int, int, int, int] | None,
     epoch: int,
     world_size: int,
 ) -> npt.NDArray[np.int64]: ...

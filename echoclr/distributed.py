@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["all_gather", "is_dist", "rank", "world_size"]
+__all__ = ["all_gather", "gather_sizes", "is_dist", "rank", "world_size"]
 
 
 def is_dist() -> bool:
@@ -44,12 +44,11 @@ class _GatherWithGrad(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, tensor: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+    def forward(ctx, tensor: Tensor, sizes: list[int] | None) -> tuple[Tensor, ...]:  # type: ignore[override]
         n_ranks = dist.get_world_size()
-        local_n = torch.tensor([tensor.shape[0]], dtype=torch.int64, device=tensor.device)
-        sizes_t = [torch.empty_like(local_n) for _ in range(n_ranks)]
-        dist.all_gather(sizes_t, local_n)
-        sizes = [int(s.item()) for s in sizes_t]
+        if sizes is None:
+            sizes = gather_sizes(tensor.shape[0], tensor.device)
+        assert len(sizes) == n_ranks and sizes[dist.get_rank()] == tensor.shape[0], (sizes, tensor.shape)
         max_n = max(sizes)
 
         padded = tensor.new_zeros((max_n, *tensor.shape[1:]))  # (max_n, ...)
@@ -62,7 +61,7 @@ class _GatherWithGrad(torch.autograd.Function):
         return tuple(piece[:n].clone() if n < max_n else piece for piece, n in zip(pieces, sizes))
 
     @staticmethod
-    def backward(ctx, *grads: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, *grads: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         sizes: list[int] = ctx.sizes
         max_n = max(sizes)
         first = grads[0]
@@ -70,10 +69,28 @@ class _GatherWithGrad(torch.autograd.Function):
         for r, (g, n) in enumerate(zip(grads, sizes)):
             stacked[r, :n] = g
         dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
-        return stacked[ctx.rank, : sizes[ctx.rank]].clone()
+        return stacked[ctx.rank, : sizes[ctx.rank]].clone(), None
 
 
-def all_gather(tensor: Tensor) -> list[Tensor]:
+def gather_sizes(n: int, device: torch.device | str = "cpu") -> list[int]:
+    """Every rank's ``n`` (one collective and one host synchronisation: call it once, not per step).
+
+    Args:
+        n: this rank's value (e.g. its local batch size).
+        device: where the collective runs (the process group's device: ``cuda`` under NCCL).
+
+    Returns:
+        One int per rank, in rank order. Not distributed: ``[n]``.
+    """
+    if world_size() == 1:
+        return [int(n)]
+    local = torch.tensor([int(n)], dtype=torch.int64, device=device)
+    gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, local)
+    return torch.cat(gathered).tolist()
+
+
+def all_gather(tensor: Tensor, sizes: list[int] | None = None) -> list[Tensor]:
     """All-gather along dim 0 across ranks, differentiably; sizes may differ per rank.
 
     The backward pass sums, over all ranks, the gradient that flowed into the piece
@@ -83,10 +100,12 @@ def all_gather(tensor: Tensor) -> list[Tensor]:
 
     Args:
         tensor: ``(n_local, ...)``; trailing shape and dtype must agree across ranks.
+        sizes: every rank's ``n_local`` if known (:func:`gather_sizes`, cached by the caller); None gathers
+            them first, an extra collective and a host synchronisation.
 
     Returns:
         One tensor per rank, in rank order, ``(n_r, ...)``. Not distributed: ``[tensor]``.
     """
     if world_size() == 1:
         return [tensor]
-    return list(_GatherWithGrad.apply(tensor))
+    return list(_GatherWithGrad.apply(tensor, sizes))

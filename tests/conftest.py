@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from echoclr.ingest import ingest_rows, read_manifest
-from echoclr.store import PreprocessConfig
-from echoclr.synth import SynthConfig, generate_dataset
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a CUDA GPU: skipped (and said so) without one."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (marked cuda)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory):
     """12 synthetic studies (1-3 videos, 20-40 frames) stored at 32×32 px: a real store small enough for CPU tests."""
+    # imported here: the GPU device check runs `pytest -m cuda` on a machine without zarr, av or pydicom
+    from echoclr.ingest import ingest_rows, read_manifest
+    from echoclr.store import PreprocessConfig
+    from echoclr.synth import SynthConfig, generate_dataset
+
     root = tmp_path_factory.mktemp("tiny")
     config = SynthConfig(n_studies=12, seed=3, min_videos=1, max_videos=3, min_frames=20, max_frames=40)
     manifest = generate_dataset(root / "data", config)

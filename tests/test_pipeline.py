@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("nvidia.dali")
 
 from echoclr.data.permutations import all_permutations, index_from_permutation  # noqa: E402
-from echoclr.data.sampling import EpochPlan  # noqa: E402
+from echoclr.data.sampling import PLAN_FIELDS, AugmentDraws, EpochPlan, SamplerConfig, plan_epoch  # noqa: E402
 from echoclr.pipeline.cpu_ops import FusedAugment, warp_clip  # noqa: E402
 from echoclr.pipeline.dali import ClipPipeline  # noqa: E402
 from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, AugmentConfig  # noqa: E402
@@ -27,7 +27,9 @@ from echoclr.pipeline.reference import (  # noqa: E402
     shift_clip,
 )
 
-NO_SPATIAL = AugmentConfig(pad=0, flip_p=0.0, rotate_p=0.0)  # frame order + min-max only
+PAPER = AugmentDraws()
+NO_ROTATION = AugmentDraws(rotate_p=0.0)
+NO_SPATIAL = AugmentDraws(pad=0, flip_p=0.0, rotate_p=0.0)  # frame order + min-max only
 
 
 class FakeReader:
@@ -61,10 +63,16 @@ def make_reader(n_videos: int = 6, n_frames: int = 10, size: int = 24, seed: int
     return FakeReader(videos, study, {"lvh": lvh})
 
 
-def one_batch_pipeline(clips, orders, augment, **kwargs) -> tuple[torch.Tensor, object]:
-    batches = iter([(clips, orders)])
+def params_of(n: int, draws: AugmentDraws = PAPER, seed: int = 0) -> AugmentParams:
+    return draw_params(np.random.default_rng(seed), n, draws)
+
+
+def one_batch_pipeline(clips, orders, params, augment, **kwargs) -> torch.Tensor:
+    batches = iter([(clips, orders, params)])
     pipe = ClipPipeline(lambda: next(batches), batch_size=len(clips), augment=augment, **kwargs)
-    return next(pipe)
+    x, fed = next(pipe)
+    assert fed is (params if augment.enabled else None)
+    return x
 
 
 def random_batch(n: int, t: int, h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -83,15 +91,26 @@ def ref_clips(reader: FakeReader, videos, starts, perms, clip_len, cfg=NO_SPATIA
     return reference_augment(clips, orders, params, cfg)
 
 
+def ref_rows(reader: FakeReader, rows: np.ndarray, mode: str, view: str, clip_len: int = 4,
+             cfg: AugmentConfig = AugmentConfig()) -> np.ndarray:
+    """Reference output of one view of plan rows, with the plan's own parameters."""
+    col = PLAN_FIELDS[mode].index
+    video, start = ("video_" + view, "start_" + view) if mode == "pairs" else ("video", "start")
+    clips = reader.read_clips(rows[:, col(video)], rows[:, col(start)], clip_len)
+    orders = all_permutations(clip_len)[rows[:, col("perm_" + view)]]  # (n,) -> (n, clip_len)
+    params = AugmentParams.from_plan(*(rows[:, col(f"{name}_{view}")] for name in ("dy", "dx", "flip", "angle_mdeg")))
+    return reference_augment(clips, orders, params, cfg)
+
+
 # ---------------------------------------------------------------- graph vs reference
 
 
 @pytest.mark.parametrize(
     "cfg",
     [
-        AugmentConfig(rotate_p=0.0),
-        AugmentConfig(rotate_p=0.0, channels=3),
-        AugmentConfig(rotate_p=0.0, channels=3, kinetics_norm=True),
+        AugmentConfig(),
+        AugmentConfig(channels=3),
+        AugmentConfig(channels=3, kinetics_norm=True),
         AugmentConfig(enabled=False),
     ],
     ids=["gray", "rgb", "kinetics", "eval"],
@@ -100,16 +119,12 @@ def ref_clips(reader: FakeReader, videos, starts, perms, clip_len, cfg=NO_SPATIA
 def test_pipeline_equals_reference_exactly_without_rotation(cfg, cpu_rotate):
     # "fused" is the fused kernel (cpu_ops), "dali" the operators the GPU graph uses
     clips, orders = random_batch(16, 4, 20, 24)
-    x, params = one_batch_pipeline(clips, orders, cfg, seed=3, cpu_rotate=cpu_rotate)
-    ref = reference_augment(clips, orders, params, cfg)
-    np.testing.assert_array_equal(x.numpy(), ref)
-    if cfg.enabled:
-        # the batch exercised the parameters: both flip states, shifts of both signs, no rotation
-        assert params.flip.any() and not params.flip.all()
-        assert params.shift.min() < 0 < params.shift.max() and np.abs(params.shift).max() <= 8
-        assert np.all(params.angle == 0)
-    else:
-        assert params is None
+    params = params_of(16, NO_ROTATION, seed=3)
+    # the batch exercises the parameters: both flip states, shifts of both signs, no rotation
+    assert params.flip.any() and not params.flip.all()
+    assert params.shift.min() < 0 < params.shift.max() and np.abs(params.shift).max() <= 8
+    x = one_batch_pipeline(clips, orders, params, cfg, cpu_rotate=cpu_rotate)
+    np.testing.assert_array_equal(x.numpy(), reference_augment(clips, orders, params, cfg))
 
 
 @pytest.mark.parametrize("cpu_rotate", ["fused", "dali"])
@@ -120,9 +135,10 @@ def test_rotation_matches_reference_within_rounding(cpu_rotate):
     # pixel may round the other way when its exact value lies within ~0.005 of a
     # half-integer: |du| <= 1 gray level on a few pixels. Through min-max with
     # |dlo|, |dhi| <= 1 that bounds the normalised difference by 4 / (range - 2).
-    cfg = AugmentConfig(rotate_p=1.0)
+    cfg = AugmentConfig()
     clips, orders = random_batch(12, 4, 28, 32, seed=1)
-    x, params = one_batch_pipeline(clips, orders, cfg, seed=5, cpu_rotate=cpu_rotate)
+    params = params_of(12, AugmentDraws(rotate_p=1.0), seed=5)
+    x = one_batch_pipeline(clips, orders, params, cfg, cpu_rotate=cpu_rotate)
     assert np.all(params.angle != 0) and np.all(np.abs(params.angle) <= 10)
     ref = reference_augment(clips, orders, params, cfg)
     out = x.numpy()
@@ -139,9 +155,11 @@ def test_rotation_direction_and_centre_are_dalis():
     # a single bright pixel right of the centre goes up on screen for a positive angle
     clip = np.zeros((1, 1, 21, 21), np.uint8)
     clip[0, 0, 10, 16] = 255
-    cfg = AugmentConfig(pad=0, flip_p=0.0, rotate_p=1.0, max_angle_deg=180.0)
-    x, params = one_batch_pipeline(clip, np.zeros((1, 1), np.int64), cfg, seed=0, cpu_rotate="dali")
-    y, _ = one_batch_pipeline(clip, np.zeros((1, 1), np.int64), cfg, seed=0, cpu_rotate="fused")
+    cfg = AugmentConfig()
+    params = params_of(1, AugmentDraws(pad=0, flip_p=0.0, rotate_p=1.0, max_angle_deg=180.0), seed=2)
+    assert abs(params.angle[0]) > 20
+    x = one_batch_pipeline(clip, np.zeros((1, 1), np.int64), params, cfg, cpu_rotate="dali")
+    y = one_batch_pipeline(clip, np.zeros((1, 1), np.int64), params, cfg, cpu_rotate="fused")
     angle = np.deg2rad(float(params.angle[0]))
     row, col = np.unravel_index(np.argmax(x.numpy()[0, 0, 0]), (21, 21))
     assert abs(row - (10 - 6 * np.sin(angle))) <= 1 and abs(col - (10 + 6 * np.cos(angle))) <= 1
@@ -154,9 +172,10 @@ def test_rotation_direction_and_centre_are_dalis():
 @pytest.mark.parametrize("clip_len", [1, 2, 5, 6])
 def test_fused_rotation_matches_reference_for_any_clip_length(clip_len):
     # one sample position per pixel serves every frame of the clip, whatever its length
-    cfg = AugmentConfig(rotate_p=1.0, channels=3, kinetics_norm=True)
+    cfg = AugmentConfig(channels=3, kinetics_norm=True)
     clips, orders = random_batch(4, clip_len, 22, 26, seed=clip_len)
-    x, params = one_batch_pipeline(clips, orders, cfg, seed=9)
+    params = params_of(4, AugmentDraws(rotate_p=1.0), seed=9)
+    x = one_batch_pipeline(clips, orders, params, cfg)
     assert np.all(params.angle != 0)
     out, ref = x.numpy(), reference_augment(clips, orders, params, cfg)
     for i, clip in enumerate(clips):
@@ -168,14 +187,14 @@ def test_fused_rotation_matches_reference_for_any_clip_length(clip_len):
     assert np.mean(np.abs(out - ref) > 1e-5) < 0.01
 
 
-def test_cpu_kernels_draw_the_same_parameters_from_one_seed():
+def test_the_graph_draws_nothing_its_output_depends_only_on_its_inputs():
+    # two pipelines with different seeds give the same batch for the same clips and parameters
     clips, orders = random_batch(16, 2, 12, 12)
-    _, fused = one_batch_pipeline(clips, orders, AugmentConfig(), seed=21, cpu_rotate="fused")
-    _, dali_ops = one_batch_pipeline(clips, orders, AugmentConfig(), seed=21, cpu_rotate="dali")
-    _, other = one_batch_pipeline(clips, orders, AugmentConfig(), seed=22, cpu_rotate="fused")
-    for name in ("shift", "flip", "angle"):
-        np.testing.assert_array_equal(getattr(fused, name), getattr(dali_ops, name))
-    assert not np.array_equal(fused.angle, other.angle)
+    params = params_of(16, seed=21)
+    for kernel in ("fused", "dali"):
+        a = one_batch_pipeline(clips, orders, params, AugmentConfig(), seed=1, cpu_rotate=kernel)
+        b = one_batch_pipeline(clips, orders, params, AugmentConfig(), seed=2, cpu_rotate=kernel)
+        assert torch.equal(a, b), kernel
 
 
 def test_warp_clip_equals_shift_flip_rotate_of_the_reference():
@@ -287,16 +306,16 @@ def test_frame_order_labels_decode_to_the_applied_permutation():
     rng = np.random.default_rng(7)
     n = 12
     videos_ij, perms, zeros = rng.integers(0, 4, (n, 2)), rng.integers(0, 24, (n, 2)), np.zeros(n, int)
-    plan = np.column_stack([videos_ij[:, 0], zeros, perms[:, 0], videos_ij[:, 1], zeros, perms[:, 1]])
-    loader = PairLoader(reader, plan, batch_size=6, config=LoaderConfig(clip_len=k, seed=1))
+    head = np.column_stack([videos_ij[:, 0], zeros, perms[:, 0], videos_ij[:, 1], zeros, perms[:, 1]])
+    plan = np.column_stack([head, view_columns(n, PAPER, 1), view_columns(n, PAPER, 2)])
+    loader = PairLoader(reader, plan, batch_size=6, config=LoaderConfig(clip_len=k))
     seen = 0
-    for x_i, x_j, order_i, order_j in loader:
-        for x, order in ((x_i, order_i), (x_j, order_j)):
-            centre = x[:, 0, :, size // 2, size // 2].numpy()  # (n, T)
-            applied = np.argsort(np.argsort(centre, axis=1), axis=1)  # rank of each output frame
-            decoded = [index_from_permutation(p) for p in applied]
-            np.testing.assert_array_equal(decoded, order.numpy())
-            seen += len(order)
+    for x, order in loader:
+        centre = x[:, 0, :, size // 2, size // 2].numpy()  # (2n, T)
+        applied = np.argsort(np.argsort(centre, axis=1), axis=1)  # rank of each output frame
+        decoded = [index_from_permutation(p) for p in applied]
+        np.testing.assert_array_equal(decoded, order.numpy())
+        seen += len(order)
     assert seen == 2 * n
 
 
@@ -306,7 +325,7 @@ def test_constant_zero_and_end_padded_clips_give_no_nan(augment):
     reader.videos.append(np.random.default_rng(0).integers(1, 256, (3, 24, 24), dtype=np.uint8))
     clips = reader.read_clips(np.array([0, 1, 2, 2]), np.array([0, 0, 1, 2]), 4)  # video 2: 2 and 3 zero frames
     assert not clips[2, 2:].any() and not clips[3, 1:].any()
-    x, _ = one_batch_pipeline(clips, np.tile(np.arange(4), (4, 1)), augment, seed=0)
+    x = one_batch_pipeline(clips, np.tile(np.arange(4), (4, 1)), params_of(4), augment)
     out = x.numpy()
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     np.testing.assert_array_equal(out[1], 0)  # all-zero clip
@@ -320,7 +339,8 @@ def test_constant_zero_and_end_padded_clips_give_no_nan(augment):
 def test_output_is_channels_last_3d_with_the_asked_dtype(dtype, channels):
     clips, orders = random_batch(4, 4, 16, 20)
     cfg = AugmentConfig(channels=channels)
-    x, _ = one_batch_pipeline(clips, orders, cfg, seed=2, dtype=dtype)
+    params = params_of(4, seed=2)
+    x = one_batch_pipeline(clips, orders, params, cfg, dtype=dtype)
     n, t, h, w = clips.shape
     assert x.shape == (n, channels, t, h, w)
     assert x.dtype == {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
@@ -328,16 +348,21 @@ def test_output_is_channels_last_3d_with_the_asked_dtype(dtype, channels):
     assert x.stride() == (t * h * w * channels, 1, h * w * channels, w * channels, channels)
     assert x.is_contiguous(memory_format=torch.channels_last_3d)
     if dtype == "bfloat16":
-        ref, _ = one_batch_pipeline(clips, orders, cfg, seed=2, dtype="float32")
+        ref = one_batch_pipeline(clips, orders, params, cfg, dtype="float32")
         assert torch.equal(x, ref.to(torch.bfloat16))
 
 
 def test_partial_batches_and_outputs_outliving_later_batches():
     # the tensors are zero-copy views of DALI buffers: they must stay intact while the
     # pipeline produces the next batches
-    cfg = AugmentConfig(rotate_p=0.0)
+    cfg = AugmentConfig()
     clips, orders = random_batch(20, 2, 12, 12)
-    batches = iter([(clips[:8], orders[:8]), (clips[8:16], orders[8:16]), (clips[16:], orders[16:])])
+    p = params_of(20, NO_ROTATION, seed=4)
+
+    def part(a: int, b: int) -> tuple:
+        return clips[a:b], orders[a:b], AugmentParams(shift=p.shift[a:b], flip=p.flip[a:b], angle=p.angle[a:b])
+
+    batches = iter([part(0, 8), part(8, 16), part(16, 20)])
     outputs = list(ClipPipeline(lambda: next(batches), batch_size=8, augment=cfg, seed=4))
     assert [len(x) for x, _ in outputs] == [8, 8, 4]
     for i, (x, params) in enumerate(outputs):
@@ -346,13 +371,13 @@ def test_partial_batches_and_outputs_outliving_later_batches():
 
 
 def test_parameter_draws_follow_the_configured_distributions():
-    # DALI's draws (seeded) and the numpy twin used by benchmarks: every shift in
+    # the sampler's draws (from a plan) and the numpy twin used by benchmarks: every shift in
     # [-pad, pad] with equal weight, flips and rotations at their rates, angles in range
-    cfg = AugmentConfig(pad=3, flip_p=0.5, rotate_p=0.25, max_angle_deg=7.0)
+    draws = AugmentDraws(pad=3, flip_p=0.5, rotate_p=0.25, max_angle_deg=7.0)
     n = 1024
-    clips = np.zeros((n, 1, 4, 4), np.uint8)
-    _, dali_params = one_batch_pipeline(clips, np.zeros((n, 1), np.int64), cfg, seed=11)
-    for params in (dali_params, draw_params(np.random.default_rng(0), n, cfg)):
+    plan = plan_epoch(SamplerConfig("single", augment=draws), np.arange(n), np.full(n, 4), epoch=0)
+    planned = AugmentParams.from_plan(*(plan.fields[f"{name}_a"] for name in ("dy", "dx", "flip", "angle_mdeg")))
+    for params in (planned, draw_params(np.random.default_rng(0), n, draws)):
         counts = np.bincount(params.shift.ravel() + 3, minlength=7)
         assert len(counts) == 7 and counts.min() > 0.6 * (2 * n / 7), counts  # ends not under-drawn
         assert abs(params.flip.mean() - 0.5) < 0.08
@@ -364,83 +389,107 @@ def test_parameter_draws_follow_the_configured_distributions():
 # ---------------------------------------------------------------- loaders
 
 
-def pairs_plan(n: int, seed: int = 0, n_videos: int = 6, n_frames: int = 10, k: int = 4) -> np.ndarray:
+def view_columns(n: int, draws: AugmentDraws, seed: int) -> np.ndarray:
+    """(n, 4) plan columns dy, dx, flip, angle_mdeg of one view."""
+    p = params_of(n, draws, seed)
+    return np.column_stack([p.shift, p.flip, np.round(p.angle.astype(np.float64) * 1000)]).astype(np.int64)
+
+
+def pairs_plan(n: int, seed: int = 0, n_videos: int = 6, n_frames: int = 10, draws: AugmentDraws = PAPER) -> np.ndarray:
     rng = np.random.default_rng(seed)
     vi = rng.integers(0, n_videos, n)
     vj = rng.integers(0, n_videos, n)
     si = rng.integers(0, n_frames, n)  # some starts run past the end: end padding
     sj = rng.integers(0, n_frames, n)
-    return np.column_stack([vi, si, rng.integers(0, 24, n), vj, sj, rng.integers(0, 24, n)])
+    head = np.column_stack([vi, si, rng.integers(0, 24, n), vj, sj, rng.integers(0, 24, n)])
+    return np.column_stack([head, view_columns(n, draws, seed + 1), view_columns(n, draws, seed + 2)])
 
 
-def test_pair_loader_holds_the_two_videos_of_each_item():
+def single_plan(rows: list[tuple[int, int, int, int]], draws: AugmentDraws = NO_SPATIAL, seed: int = 0) -> np.ndarray:
+    n = len(rows)
+    return np.column_stack([np.array(rows, np.int64).reshape(n, 4), view_columns(n, draws, seed),
+                            view_columns(n, draws, seed + 1)])
+
+
+def test_pair_loader_applies_the_plans_parameters_to_the_two_videos_of_each_item():
     reader = make_reader()
-    plan = pairs_plan(11)
-    loader = PairLoader(reader, plan, batch_size=4, config=LoaderConfig(augment=NO_SPATIAL), drop_last=True)
+    plan = pairs_plan(11, draws=NO_ROTATION)
+    loader = PairLoader(reader, plan, batch_size=4, drop_last=True)
     assert len(loader) == 2
     batches = list(loader)
     assert len(batches) == 2  # 11 items, batch 4, last 3 dropped
-    for b, (x_i, x_j, order_i, order_j) in enumerate(batches):
+    for b, (x, order) in enumerate(batches):
         rows = plan[4 * b : 4 * b + 4]
-        np.testing.assert_array_equal(x_i.numpy(), ref_clips(reader, rows[:, 0], rows[:, 1], rows[:, 2], 4))
-        np.testing.assert_array_equal(x_j.numpy(), ref_clips(reader, rows[:, 3], rows[:, 4], rows[:, 5], 4))
-        np.testing.assert_array_equal(order_i.numpy(), rows[:, 2])
-        np.testing.assert_array_equal(order_j.numpy(), rows[:, 5])
-        assert order_i.dtype == torch.int64
-        assert x_i.is_contiguous(memory_format=torch.channels_last_3d)
-    kept = list(PairLoader(reader, plan, batch_size=4, config=LoaderConfig(augment=NO_SPATIAL), drop_last=False))
-    assert [len(b[0]) for b in kept] == [4, 4, 3]
+        assert x.shape == (8, 1, 4, 24, 24)  # views i then views j: the layout the model consumes
+        np.testing.assert_array_equal(x[:4].numpy(), ref_rows(reader, rows, "pairs", "i"))
+        np.testing.assert_array_equal(x[4:].numpy(), ref_rows(reader, rows, "pairs", "j"))
+        np.testing.assert_array_equal(order.numpy(), np.r_[rows[:, 2], rows[:, 5]])
+        assert order.dtype == torch.int64
+        assert x.is_contiguous(memory_format=torch.channels_last_3d)
+    kept = list(PairLoader(reader, plan, batch_size=4, drop_last=False))
+    assert [len(b[0]) for b in kept] == [8, 8, 6]
+
+
+def test_pair_loader_on_a_sampler_plan_matches_the_reference_and_resumes_without_state():
+    reader = make_reader()
+    plan = plan_epoch(SamplerConfig("pairs", seed=4, augment=NO_ROTATION), reader.study_of_video, np.full(6, 10),
+                      epoch=2)
+    assert len(plan) == 3 and plan.fields["flip_i"].any() and plan.fields["dy_j"].any()
+    full = list(PairLoader(reader, plan, 1))
+    for b, (x, _) in enumerate(full):
+        rows = plan_array_of(plan)[b : b + 1]
+        np.testing.assert_array_equal(x[:1].numpy(), ref_rows(reader, rows, "pairs", "i"))
+        np.testing.assert_array_equal(x[1:].numpy(), ref_rows(reader, rows, "pairs", "j"))
+    resumed = list(PairLoader(reader, plan[1:], 1))  # the rest of the epoch: nothing to fast-forward
+    for got, want in zip(resumed, full[1:]):
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def plan_array_of(plan: EpochPlan) -> np.ndarray:
+    return np.stack([plan.fields[name] for name in PLAN_FIELDS[plan.mode]], axis=1)  # (M, n_fields)
 
 
 def test_pair_loader_accepts_an_epoch_plan_and_single_plans_give_two_views_of_one_clip():
     reader = make_reader()
     rng = np.random.default_rng(3)
-    fields = {
-        "video": rng.integers(0, 6, 5),
-        "start": rng.integers(0, 7, 5),
-        "perm_a": rng.integers(0, 24, 5),
-        "perm_b": rng.integers(0, 24, 5),
-    }
-    plan = EpochPlan("single", {k: v.astype(np.int64) for k, v in fields.items()})
-    (x_a, x_b, order_a, order_b), = list(PairLoader(reader, plan, 5, LoaderConfig(augment=NO_SPATIAL)))
+    rows = np.column_stack([rng.integers(0, 6, 5), rng.integers(0, 7, 5), rng.integers(0, 24, (5, 2))])
+    table = single_plan([tuple(r) for r in rows], draws=PAPER, seed=4)
+    plan = EpochPlan("single", {name: table[:, c].copy() for c, name in enumerate(PLAN_FIELDS["single"])})
+    (x, order), = list(PairLoader(reader, plan, 5))
     assert len(reader.calls) == 1  # the clip was read once for both views
-    np.testing.assert_array_equal(x_a.numpy(), ref_clips(reader, fields["video"], fields["start"], fields["perm_a"], 4))
-    np.testing.assert_array_equal(x_b.numpy(), ref_clips(reader, fields["video"], fields["start"], fields["perm_b"], 4))
-    np.testing.assert_array_equal(order_b.numpy(), fields["perm_b"])
+    np.testing.assert_array_equal(x[:5].numpy(), ref_rows(reader, table, "single", "a"))
+    np.testing.assert_array_equal(x[5:].numpy(), ref_rows(reader, table, "single", "b"))
+    np.testing.assert_array_equal(order.numpy(), np.r_[table[:, 2], table[:, 3]])
 
 
-def test_same_seed_same_batches_other_seed_or_epoch_differs():
+def test_one_pipeline_serves_every_epoch_and_pass():
     reader = make_reader()
-    plan = pairs_plan(8, seed=1)
-
-    def run(seed: int, epoch: int) -> list[torch.Tensor]:
-        loader = PairLoader(reader, plan, 4, LoaderConfig(seed=seed), epoch=epoch)
-        return [t for batch in loader for t in batch[:2]]
-
-    first = run(seed=1, epoch=0)
-    assert all(torch.equal(a, b) for a, b in zip(first, run(seed=1, epoch=0)))
-    assert not all(torch.equal(a, b) for a, b in zip(first, run(seed=2, epoch=0)))
-    assert not all(torch.equal(a, b) for a, b in zip(first, run(seed=1, epoch=1)))
-
-
-def test_resumed_epoch_draws_what_the_uninterrupted_epoch_drew():
-    reader = make_reader()
-    plan = pairs_plan(10, seed=2)
-    cfg = LoaderConfig(seed=5)
-    full = list(PairLoader(reader, plan, 2, cfg, epoch=3))
-    resumed = list(PairLoader(reader, plan[6:], 2, cfg, epoch=3, first_item=6))
-    assert len(resumed) == 2
-    for got, want in zip(resumed, full[3:]):
-        assert all(torch.equal(a, b) for a, b in zip(got, want))
-    fresh = list(PairLoader(reader, plan[6:], 2, cfg, epoch=3))  # without the offset the draws differ
-    assert not torch.equal(fresh[0][0], full[3][0])
-    with pytest.raises(ValueError, match="first_item 5 must be a multiple of batch_size 2"):
-        PairLoader(reader, plan[5:], 2, cfg, first_item=5)
+    sampler = SamplerConfig("pairs", seed=9)
+    n_frames = np.full(6, 10)
+    loader = PairLoader(reader, plan_epoch(sampler, reader.study_of_video, n_frames, epoch=0), 1)
+    for epoch in range(3):
+        plan = plan_epoch(sampler, reader.study_of_video, n_frames, epoch=epoch)
+        loader.set_plan(plan)
+        batches = list(loader)
+        assert len(batches) == 3
+        for b, (x, _) in enumerate(batches):  # each pass gives exactly its own plan's batches
+            rows = plan_array_of(plan)[b : b + 1]
+            want = np.concatenate([ref_rows(reader, rows, "pairs", "i"), ref_rows(reader, rows, "pairs", "j")])
+            np.testing.assert_allclose(x.numpy(), want, atol=4 / 60)  # rotation: within rounding
+    assert loader.pipeline_builds == 1
+    evals = EvalLoader(reader, np.array([[0, 0, 0], [1, 2, 1], [2, 4, 0]]), 2)
+    passes = [list(evals) for _ in range(3)]  # validation passes reuse the pipeline too
+    assert evals.pipeline_builds == 1
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(passes[0], passes[2]))
+    abandoned = iter(loader)
+    next(abandoned)
+    abandoned.close()  # a pass left half-way: its queued batches are dropped with its pipeline
+    assert len(list(loader)) == 3 and loader.pipeline_builds == 2
 
 
 def test_single_loader_labels():
     reader = make_reader()
-    plan = np.array([[0, 0, 0, 0], [1, 2, 0, 0], [2, 9, 0, 0], [3, 1, 0, 0], [4, 3, 0, 0]])
+    plan = single_plan([(0, 0, 0, 0), (1, 2, 0, 0), (2, 9, 0, 0), (3, 1, 0, 0), (4, 3, 0, 0)])
     cfg = LoaderConfig(clip_len=6, augment=AugmentConfig(channels=3, kinetics_norm=True))
     batches = list(SingleLoader(reader, plan, 2, cfg, label="lvh", drop_last=False))
     assert [len(x) for x, _ in batches] == [2, 2, 1]
@@ -451,7 +500,7 @@ def test_single_loader_labels():
     (x, none), = list(SingleLoader(reader, plan[:2], 2, LoaderConfig(clip_len=6)))
     assert none is None and x.shape == (2, 1, 6, 24, 24)
     with pytest.raises(ValueError, match="no 'lvh' label .*video 5"):
-        SingleLoader(reader, np.array([[5, 0, 0, 0]]), 1, label="lvh")
+        SingleLoader(reader, single_plan([(5, 0, 0, 0)]), 1, label="lvh")
 
 
 def test_eval_loader_is_deterministic_and_unaugmented():
@@ -465,9 +514,10 @@ def test_eval_loader_is_deterministic_and_unaugmented():
     clips = reader.read_clips(plan[:, 0], plan[:, 1], 4)
     np.testing.assert_array_equal(x, reference_augment(clips, None, None, AugmentConfig(enabled=False, channels=3)))
     for (xa, va, sa), (xb, vb, sb) in zip(first, second):
-        assert torch.equal(xa, xb) and torch.equal(va, vb) and torch.equal(sa, sb)
-    np.testing.assert_array_equal(torch.cat([b[1] for b in first]).numpy(), plan[:, 0])
-    np.testing.assert_array_equal(torch.cat([b[2] for b in first]).numpy(), reader.study_of_video[plan[:, 0]])
+        assert torch.equal(xa, xb) and np.array_equal(va, vb) and np.array_equal(sa, sb)
+    assert isinstance(first[0][1], np.ndarray)  # indices stay on the host
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in first]), plan[:, 0])
+    np.testing.assert_array_equal(np.concatenate([b[2] for b in first]), reader.study_of_video[plan[:, 0]])
 
 
 def test_reading_overlaps_processing_and_consumption():
@@ -482,7 +532,7 @@ def test_reading_overlaps_processing_and_consumption():
         return original(videos, starts, clip_len)
 
     reader.read_clips = slow_read
-    loader = PairLoader(reader, pairs_plan(2 * n), 2, LoaderConfig(augment=NO_SPATIAL, read_workers=2, read_ahead=2))
+    loader = PairLoader(reader, pairs_plan(2 * n, draws=NO_SPATIAL), 2, LoaderConfig(read_workers=2, read_ahead=2))
     batches = iter(loader)
     next(batches)
     start = time.perf_counter()
@@ -511,21 +561,23 @@ def test_plan_and_config_errors_name_the_problem():
     with pytest.raises(ValueError, match="takes a single plan, got a pairs plan"):
         SingleLoader(reader, pairs_plan(3), 1)
     with pytest.raises(ValueError, match="'start_j' must be >= 0, got -1"):
-        PairLoader(reader, np.array([[0, 0, 0, 1, -1, 0]]), 1)
+        PairLoader(reader, np.c_[[[0, 0, 0, 1, -1, 0]], np.zeros((1, 8), int)], 1)
     with pytest.raises(ValueError, match=r"'perm_j' row 0 holds frame order 24, outside \[0, 24\)"):
-        PairLoader(reader, np.array([[0, 0, 0, 1, 0, 24]]), 1)
+        PairLoader(reader, np.c_[[[0, 0, 0, 1, 0, 24]], np.zeros((1, 8), int)], 1)
     with pytest.raises(ValueError, match="clip_len 6 > 5 has no frame-order classes"):
-        SingleLoader(reader, np.array([[0, 0, 3, 0]]), 1, LoaderConfig(clip_len=6))
+        SingleLoader(reader, single_plan([(0, 0, 3, 0)]), 1, LoaderConfig(clip_len=6))
     with pytest.raises(ValueError, match="batch_size 4 is larger than the plan's 3 items"):
         PairLoader(reader, pairs_plan(3), 4)
     with pytest.raises(ValueError, match="kinetics_norm=True needs channels=3"):
         AugmentConfig(kinetics_norm=True)
     with pytest.raises(ValueError, match="flip_p must be a probability"):
-        AugmentConfig(flip_p=1.5)
+        AugmentDraws(flip_p=1.5)
     with pytest.raises(ValueError, match="LoaderConfig.dtype"):
         LoaderConfig(dtype="float16")
     with pytest.raises(ValueError, match="uint8 arrays of shape"):
-        one_batch_pipeline(np.zeros((2, 4, 8, 8), np.float32), np.zeros((2, 4), np.int64), AugmentConfig())
+        one_batch_pipeline(np.zeros((2, 4, 8, 8), np.float32), np.zeros((2, 4), np.int64), params_of(2), AugmentConfig())
+    with pytest.raises(ValueError, match="must return AugmentParams of 2 clips"):
+        one_batch_pipeline(np.zeros((2, 4, 8, 8), np.uint8), np.zeros((2, 4), np.int64), None, AugmentConfig())
 
 
 def test_import_without_dali_and_the_install_hint():

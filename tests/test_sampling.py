@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from echoclr.data import (
     PLAN_FIELDS,
+    AugmentDraws,
     EpochPlan,
     SamplerConfig,
     all_permutations,
@@ -107,11 +108,29 @@ def test_permutations_refuse_bad_input():
         ({"mode": "eval", "n_clips": 0}, "n_clips"),
         ({"mode": "single", "clip_len": 16}, "reorder=False"),
         ({"mode": "pairs", "reorder": "yes"}, "reorder"),
+        ({"mode": "pairs", "augment": {"pad": 8}}, "AugmentDraws or None"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SamplerConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"pad": -1}, "pad"),
+        ({"pad": 2.5}, "pad"),
+        ({"flip_p": 1.5}, "flip_p"),
+        ({"rotate_p": -0.1}, "rotate_p"),
+        ({"max_angle_deg": 0.0}, "max_angle_deg"),
+        ({"max_angle_deg": 0.0004}, "max_angle_deg"),
+        ({"max_angle_deg": 200.0}, "max_angle_deg"),
+    ],
+)
+def test_augment_draws_reject_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AugmentDraws(**kwargs)
 
 
 def test_config_allows_long_clips_without_reordering():
@@ -317,6 +336,72 @@ def test_start_item_resumes_at_the_tail(backend, mode):
         assert_same_plan(tail, full[k:])
 
 
+# --- augmentation draws ---------------------------------------------------------------------
+
+
+def view_table(plan: EpochPlan, suffix: str) -> np.ndarray:
+    """(n, 4) dy, dx, flip, angle_mdeg of one view."""
+    return np.stack([plan.fields[name] for name in sampling.view_fields(suffix)], axis=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_augment_draws_follow_their_distributions(backend):
+    study = np.arange(6000, dtype=np.int64)  # 6000 single-video studies: 6000 items
+    frames = np.full(6000, 10, dtype=np.int64)
+    draws = AugmentDraws(pad=3, flip_p=0.25, rotate_p=0.75, max_angle_deg=7.0)
+    plan = plan_epoch(SamplerConfig("single", seed=5, augment=draws), study, frames, epoch=2, backend=backend)
+    for suffix in ("a", "b"):
+        dy, dx, flip, mdeg = view_table(plan, suffix).T
+        for shift in (dy, dx):
+            values, counts = np.unique(shift, return_counts=True)
+            np.testing.assert_array_equal(values, np.arange(-3, 4))  # every shift in [-pad, pad]
+            assert counts.min() > 0.8 * len(shift) / 7 and counts.max() < 1.2 * len(shift) / 7
+        assert set(np.unique(flip)) == {0, 1} and abs(flip.mean() - 0.25) < 0.03
+        rotated = mdeg != 0
+        assert abs(rotated.mean() - 0.75) < 0.03
+        assert mdeg.min() >= -7000 and mdeg.max() < 7000 and abs(mdeg[rotated].mean()) < 300
+    # the two views are drawn independently
+    assert np.mean(plan.fields["dy_a"] == plan.fields["dy_b"]) < 0.25
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", ["pairs", "single"])
+def test_augment_draws_are_a_pure_function_of_seed_epoch_and_item(backend, mode):
+    # the same item gets the same parameters whatever the sharding, the item order or the resume point
+    study, frames = make_index(n_studies=40, max_videos=4, seed=12)
+    config = SamplerConfig(mode, seed=21)
+    key = ("video_i", "video_j") if mode == "pairs" else ("video",)
+    suffixes = ("i", "j") if mode == "pairs" else ("a", "b")
+
+    def by_item(plan: EpochPlan) -> dict:
+        ids = zip(*(plan.fields[k].tolist() for k in key))
+        params = np.concatenate([view_table(plan, s) for s in suffixes], axis=1).tolist()
+        return dict(zip(ids, map(tuple, params)))
+
+    whole = by_item(plan_epoch(config, study, frames, epoch=3, backend=backend))
+    sharded: dict = {}
+    for rank in range(3):
+        shard = plan_epoch(config, study, frames, epoch=3, rank=rank, world_size=3, start_item=0, backend=backend)
+        sharded.update(by_item(shard))
+    assert sharded == whole
+    other_epoch = by_item(plan_epoch(config, study, frames, epoch=4, backend=backend))
+    assert np.mean([other_epoch.get(k) == v for k, v in whole.items()]) < 0.05
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_augment_none_and_eval_plans_draw_no_augmentation(backend):
+    study, frames = make_index(n_studies=10, max_videos=3, seed=13)
+    plan = plan_epoch(SamplerConfig("pairs", augment=None), study, frames, epoch=0, backend=backend)
+    for suffix in ("i", "j"):
+        assert not view_table(plan, suffix).any()
+    certain = AugmentDraws(pad=0, flip_p=1.0, rotate_p=0.0)
+    plan = plan_epoch(SamplerConfig("single", augment=certain), study, frames, epoch=0, backend=backend)
+    dy, dx, flip, mdeg = view_table(plan, "a").T
+    assert not dy.any() and not dx.any() and flip.all() and not mdeg.any()
+    assert tuple(plan_epoch(SamplerConfig("eval"), study, frames, epoch=0, backend=backend).fields) == (
+        "video", "start", "clip_index")
+
+
 # --- eval -----------------------------------------------------------------------------------
 
 
@@ -378,13 +463,23 @@ def test_native_equals_python_for_fixed_seeds(mode, seed, epoch, world_size):
     seed=st.integers(0, U64_MAX),
     epoch=st.integers(0, U64_MAX),
     world_size=st.integers(1, 4),
+    augment=st.one_of(
+        st.none(),
+        st.builds(
+            AugmentDraws,
+            pad=st.integers(0, 20),
+            flip_p=st.floats(0.0, 1.0),
+            rotate_p=st.floats(0.0, 1.0),
+            max_angle_deg=st.floats(0.001, 180.0),
+        ),
+    ),
 )
 def test_native_equals_python_for_random_indices(
-    data, videos, mode, clip_len, reorder, n_clips, seed, epoch, world_size
+    data, videos, mode, clip_len, reorder, n_clips, seed, epoch, world_size, augment
 ):
     study = np.array([s for s, _ in videos], dtype=np.int64)
     frames = np.array([f for _, f in videos], dtype=np.int64)
-    config = SamplerConfig(mode, clip_len=clip_len, seed=seed, reorder=reorder, n_clips=n_clips)
+    config = SamplerConfig(mode, clip_len=clip_len, seed=seed, reorder=reorder, n_clips=n_clips, augment=augment)
     counts = rank_item_counts(config, study, frames, epoch=epoch, world_size=world_size, backend="native")
     np.testing.assert_array_equal(
         counts, rank_item_counts(config, study, frames, epoch=epoch, world_size=world_size, backend="python")
@@ -401,7 +496,7 @@ def test_native_equals_python_for_random_indices(
 @given(
     seed=st.integers(0, U64_MAX),
     epoch=st.integers(0, U64_MAX),
-    stream=st.integers(0, 8),
+    stream=st.integers(0, 12),
     counter=st.integers(0, U64_MAX),
     bound=st.one_of(
         st.integers(1, 1000), st.integers(1, U64_MAX), st.integers((1 << 63) + 1, (1 << 63) + 1000)

@@ -32,7 +32,7 @@ from echoclr.bench.results import make_result, row
 from echoclr.bench.timing import Stats
 from echoclr.bench.windows import Window, time_window
 from echoclr.data.sampling import SamplerConfig, plan_epoch
-from echoclr.pipeline import AugmentConfig, ClipPipeline, LoaderConfig, PairLoader, plan_array
+from echoclr.pipeline import AugmentConfig, AugmentParams, ClipPipeline, LoaderConfig, PairLoader, plan_array
 from echoclr.store import ClipReader, open_store
 
 TARGET_RATIO = 20.0
@@ -165,7 +165,7 @@ def reference_window(pairs: list[tuple[str, str]], config: LoaderBenchConfig, re
 def _loader_config(config: LoaderBenchConfig, device_id: int | None) -> LoaderConfig:
     return LoaderConfig(
         clip_len=config.clip_len, device_id=device_id, num_threads=config.workers,
-        read_workers=max(1, config.workers // 2), seed=config.seed, cpu_rotate=cpu_augment_kernel(),
+        read_workers=max(1, config.workers // 2), cpu_rotate=cpu_augment_kernel(),
     )
 
 
@@ -174,11 +174,12 @@ def echoclr_window(
 ) -> Window:
     """One timed window of :class:`PairLoader` (CPU pipeline, or GPU ``device_id``) over ``table``."""
     sync = torch.cuda.synchronize if device_id is not None else None
-    loader = PairLoader(reader, table, config.batch_size, _loader_config(config, device_id), epoch=repeat)
+    loader = PairLoader(reader, table, config.batch_size, _loader_config(config, device_id))
     batches = iter(loader)
     try:
-        return time_window(batches, warmup=config.warmup_batches, measured=config.batches, clips_in=_two_views,
-                           sync=sync)
+        # PairLoader yields (x, order) with both views in x
+        return time_window(batches, warmup=config.warmup_batches, measured=config.batches,
+                           clips_in=lambda batch: len(batch[0]), sync=sync)
     finally:
         batches.close()
 
@@ -225,38 +226,46 @@ def bench_reader(reader: ClipReader, table: np.ndarray, config: LoaderBenchConfi
 
 def memory_batches(
     reader: ClipReader, table: np.ndarray, config: LoaderBenchConfig, n_distinct: int = 8
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """A few real batches read into memory: ``(clips uint8 (2B, K, H, W), orders int32 (2B, K))`` each."""
+) -> list[tuple[np.ndarray, np.ndarray, AugmentParams]]:
+    """A few real batches read into memory, with the plan's parameters: ``(clips uint8 (2B, K, H, W),
+    orders int32 (2B, K), params of 2B clips)`` each (views i, then views j)."""
     from echoclr.data.permutations import all_permutations
+    from echoclr.data.sampling import PLAN_FIELDS, view_fields
 
     orders_of = all_permutations(config.clip_len).astype(np.int32)  # (K!, K)
+    col = PLAN_FIELDS["pairs"].index
     out = []
     for b, (videos, starts) in enumerate(reader_batches(table, config.batch_size)):
         if b == n_distinct:
             break
         rows = table[b * config.batch_size : (b + 1) * config.batch_size]
-        perms = np.concatenate([rows[:, 2], rows[:, 5]])
-        out.append((reader.read_clips(videos, starts, config.clip_len), orders_of[perms]))
+        perms = np.concatenate([rows[:, col("perm_i")], rows[:, col("perm_j")]])
+        views = np.concatenate([rows[:, [col(n) for n in view_fields("i")]], rows[:, [col(n) for n in view_fields("j")]]])
+        params = AugmentParams.from_plan(*views.T)  # (2B, 4) -> dy, dx, flip, angle_mdeg
+        out.append((reader.read_clips(videos, starts, config.clip_len), orders_of[perms], params))
     return out
 
 
 def dali_windows(
-    batches: list[tuple[np.ndarray, np.ndarray]],
+    batches: list[tuple[np.ndarray, np.ndarray, AugmentParams]],
     config: LoaderBenchConfig,
     *,
     augment: AugmentConfig,
     cpu_rotate: str | None = None,
+    rotate: bool = True,
 ) -> list[Window]:
     """The DALI CPU pipeline alone, fed from ``batches`` in memory (cycled), one window per repeat; ``cpu_rotate``
-    None is :func:`cpu_augment_kernel`."""
+    None is :func:`cpu_augment_kernel`; ``rotate=False`` zeroes the batches' rotation angles."""
     cpu_rotate = cpu_augment_kernel() if cpu_rotate is None else cpu_rotate
+    if not rotate:
+        batches = [(c, o, replace(p, angle=np.zeros_like(p.angle))) for c, o, p in batches]
     # a few more batches than the window consumes: DALI's read-ahead stays full to the end of the window
     n_calls = config.warmup_batches + config.batches + 4
 
     def source_of() -> Any:
         calls = iter(range(n_calls))
 
-        def source() -> tuple[np.ndarray, np.ndarray]:
+        def source() -> tuple[np.ndarray, np.ndarray, AugmentParams]:
             i = next(calls)  # StopIteration ends the pipeline
             return batches[i % len(batches)]
 

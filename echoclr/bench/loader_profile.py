@@ -25,14 +25,14 @@ from echoclr.bench.timing import Stats
 from echoclr.bench.windows import Window
 from echoclr.pipeline import AugmentConfig
 
-VARIANTS: tuple[tuple[str, AugmentConfig, str], ...] = (
-    ("fused native kernel (default)", AugmentConfig(), "fused"),
-    ("fused native kernel, no rotation", AugmentConfig(rotate_p=0.0), "fused"),
-    ("DALI operators, fn.rotate", AugmentConfig(), "dali"),
-    ("DALI operators, no rotation", AugmentConfig(rotate_p=0.0), "dali"),
-    ("augmentation off (min-max only)", AugmentConfig(enabled=False), "fused"),
+VARIANTS: tuple[tuple[str, AugmentConfig, str, bool], ...] = (
+    ("fused native kernel (default)", AugmentConfig(), "fused", True),
+    ("fused native kernel, no rotation", AugmentConfig(), "fused", False),
+    ("DALI operators, fn.rotate", AugmentConfig(), "dali", True),
+    ("DALI operators, no rotation", AugmentConfig(), "dali", False),
+    ("augmentation off (min-max only)", AugmentConfig(enabled=False), "fused", True),
 )
-"""(name, augmentation, CPU kernel) of the graph variants the profile times."""
+"""(name, augmentation, CPU kernel, plan's rotations kept) of the graph variants the profile times."""
 
 
 def reference_stages(paths: list[str], clip_len: int, n_clips: int, seed: int) -> dict[str, float]:
@@ -81,12 +81,12 @@ def profile_loader(
     batches = memory_batches(reader, table, config)
     clips_per_batch = len(batches[0][0])
     once = replace(config, repeats=1)
-    measured: dict[str, list[Window]] = {name: [] for name, _, _ in VARIANTS}
+    measured: dict[str, list[Window]] = {name: [] for name, *_ in VARIANTS}
     for _ in range(config.repeats):  # in rounds over the variants, so that load drift hits all of them alike
-        for name, augment, kernel in VARIANTS:
-            measured[name] += dali_windows(batches, once, augment=augment, cpu_rotate=kernel)
+        for name, augment, kernel, rotate in VARIANTS:
+            measured[name] += dali_windows(batches, once, augment=augment, cpu_rotate=kernel, rotate=rotate)
     rows, variants = [], []
-    for name, _, kernel in VARIANTS:
+    for name, _, kernel, _ in VARIANTS:
         windows = measured[name]
         stats = Stats(tuple(w.clips / w.seconds for w in windows), config.warmup_batches, "clips/s")
         cpu = float(np.median([w.cpu_ms_per_clip for w in windows]))

@@ -139,16 +139,16 @@ class TrainBenchConfig:
 # ------------------------------------------------------------------ steps
 def pretrain_step(model: torch.nn.Module, criterion: EchoCLRLoss, optimizer: torch.optim.Optimizer,
                   runtime: Runtime) -> Callable[[tuple], None]:
-    """One EchoCLR pretraining step on ``(x_i, x_j, order_i, order_j)``, staged as the trainer's loop."""
+    """One EchoCLR pretraining step on ``(x, order)`` (both views in one batch), staged as the trainer's loop."""
 
     def step(batch: tuple) -> None:
-        x_i, x_j, order_i, order_j = batch
-        # forward: both views in one batch
+        x, order = batch
+        # forward: both views in one batch, as the loader delivers them
         with runtime.autocast():
-            z, order_logits = model(torch.cat([x_i, x_j]))
+            z, order_logits = model(x)
             z_i, z_j = z.float().chunk(2)
             # loss: NT-Xent + frame order
-            parts = criterion(z_i, z_j, order_logits.float(), torch.cat([order_i, order_j]))
+            parts = criterion(z_i, z_j, order_logits.float(), order)
         # backward
         optimizer.zero_grad(set_to_none=True)
         parts.total.backward()
@@ -214,8 +214,8 @@ def synthetic_batches(task: str, batch: int, size: int, runtime: Runtime, seed: 
         return x.to(runtime.device).contiguous(memory_format=runtime.memory_format)
 
     if task == "pretrain":
-        orders = torch.randint(0, 24, (2, batch), generator=generator).to(runtime.device)
-        fixed: tuple = (clips(batch), clips(batch), orders[0], orders[1])
+        orders = torch.randint(0, 24, (2 * batch,), generator=generator).to(runtime.device)
+        fixed: tuple = (clips(2 * batch), orders)  # views i then views j, as PairLoader yields
     else:
         fixed = (clips(batch), torch.randint(0, 2, (batch,), generator=generator).float().to(runtime.device))
     while True:
@@ -237,11 +237,10 @@ def loader_batches(task: str, reader: ClipReader, batch: int, n_steps: int, conf
     """Batches through the trainer's data path (store -> sampler plan -> DALI loader -> resize)."""
     videos = np.arange(len(reader), dtype=np.int64)
     k = TASKS[task]
-    common = dict(clip_len=k, batch_size=batch, seed=config.seed, epoch=epoch, runtime=runtime,
-                  threads=config.loader_threads, size=config.size)
+    common = dict(clip_len=k, batch_size=batch, runtime=runtime, threads=config.loader_threads, size=config.size)
     if task == "pretrain":
         table = _long_table(reader, SamplerConfig("pairs", clip_len=k, seed=config.seed), (n_steps + 4) * batch)
-        return pretrain_batches(reader, table, videos, method="echoclr", first_item=0, **common)
+        return pretrain_batches(reader, table, videos, method="echoclr", **common)
     table = _long_table(reader, SamplerConfig("single", clip_len=k, seed=config.seed, reorder=False),
                         (n_steps + 4) * batch)
     return labelled_batches(reader, table, videos, label="lvh", kinetics=False, **common)

@@ -9,6 +9,8 @@ from echoclr.data.permutations import (
 )
 from echoclr.data.sampling import (
     PLAN_FIELDS,
+    VIEW_FIELDS,
+    AugmentDraws,
     EpochPlan,
     SamplerConfig,
     common_steps,
@@ -19,6 +21,8 @@ from echoclr.data.sampling import (
 __all__ = [
     "MAX_REORDER_CLIP_LEN",
     "PLAN_FIELDS",
+    "VIEW_FIELDS",
+    "AugmentDraws",
     "EpochPlan",
     "SamplerConfig",
     "all_permutations",

@@ -29,7 +29,9 @@ arithmetic wraps mod 2**64)::
     shuffle(list, key): for i = len-1 .. 1: swap(list[i], list[uniform_below(key, i, i + 1)])
 
 Streams (``sub`` is 0 unless said): 1 study order, 2 item order (``sub`` = rank),
-3 pair swap, 4 start_i / start, 5 start_j, 6 perm_i / perm_a, 7 perm_j / perm_b.
+3 pair swap, 4 start_i / start, 5 start_j, 6 perm_i / perm_a, 7 perm_j / perm_b;
+augmentation, ``sub`` = view (0: ``i`` / ``a``, 1: ``j`` / ``b``): 8 dy, 9 dx,
+10 flip, 11 rotate, 12 angle.
 
 Sharding (by study, so both videos of a pair are on one rank). With
 ``world_size == 1`` every study is on rank 0. Otherwise the study positions
@@ -54,13 +56,28 @@ all shards is exactly the ``world_size == 1`` epoch):
 * ``single``: the rank's videos ascending, ``g`` = video index; order
   ``shuffle(videos, key(2, rank))``; ``start`` with ``key(4)``, ``perm_a`` with
   ``key(6)``, ``perm_b`` with ``key(7)``.
+* augmentation of both views of a ``pairs`` or ``single`` item (``g`` as above;
+  all 0 when ``augment`` is None), with :class:`AugmentDraws` ``pad``, ``flip_p``,
+  ``rotate_p``, ``max_angle_deg`` as the integers ``P = 2**32``,
+  ``F = round(flip_p * P)``, ``R = round(rotate_p * P)``,
+  ``A = round(max_angle_deg * 1000)``::
+
+      dy = uniform_below(key(8, view), g, 2 * pad + 1) - pad
+      dx = uniform_below(key(9, view), g, 2 * pad + 1) - pad
+      flip = uniform_below(key(10, view), g, P) < F
+      angle_mdeg = uniform_below(key(12, view), g, 2 * A) - A   if uniform_below(key(11, view), g, P) < R
+                   0                                             otherwise
+
+  ``angle_mdeg`` is the rotation in millidegrees (counter-clockwise on screen); the
+  executors apply ``angle_mdeg / 1000`` degrees as float32.
 * ``eval`` (no randomness): the rank's videos ascending, each with clips
   ``k = 0..n_clips-1``; ``start_k = floor(k * L / (n_clips - 1))`` (first clip at
   0, last at ``L``, evenly spaced; clips repeat when ``L + 1 < n_clips``), and
   ``start_0 = floor(L / 2)`` (the middle clip) when ``n_clips == 1``.
 
 Resuming after item ``k`` of an epoch is ``plan[k:]``: ``start_item=k`` returns
-exactly that, without planning the fields of the skipped items.
+exactly that, without planning the fields of the skipped items. Every random choice
+of an item is in its row, so a resumed run needs no random state to fast-forward.
 
 Perm numbers index :mod:`echoclr.data.permutations` (0 = identity).
 """
@@ -80,18 +97,73 @@ from echoclr.data.permutations import MAX_REORDER_CLIP_LEN
 Mode = Literal["pairs", "single", "eval"]
 Backend = Literal["native", "python"]
 
+VIEW_FIELDS: tuple[str, ...] = ("dy", "dx", "flip", "angle_mdeg")
+"""Augmentation fields of one view, suffixed ``_i``/``_j`` (pairs) or ``_a``/``_b`` (single)."""
+
+
+def view_fields(suffix: str) -> tuple[str, ...]:
+    """The augmentation field names of one view, e.g. ``view_fields("i")`` = ``("dy_i", ...)``."""
+    return tuple(f"{name}_{suffix}" for name in VIEW_FIELDS)
+
+
 PLAN_FIELDS: dict[str, tuple[str, ...]] = {
-    "pairs": ("video_i", "start_i", "perm_i", "video_j", "start_j", "perm_j"),
-    "single": ("video", "start", "perm_a", "perm_b"),
+    "pairs": ("video_i", "start_i", "perm_i", "video_j", "start_j", "perm_j", *view_fields("i"), *view_fields("j")),
+    "single": ("video", "start", "perm_a", "perm_b", *view_fields("a"), *view_fields("b")),
     "eval": ("video", "start", "clip_index"),
 }
 """Field names of an :class:`EpochPlan`, per mode, in order."""
+
+ANGLE_UNITS_PER_DEG = 1000
+"""``angle_mdeg`` fields count millidegrees."""
+PROBABILITY_SCALE = 1 << 32
+"""Probabilities are drawn as integers below this (see the module docstring)."""
 
 _U64_LIMIT = 1 << 64
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+@dataclass(frozen=True)
+class AugmentDraws:
+    """Distributions of the augmentation parameters the sampler draws (defaults: the paper's).
+
+    Attributes:
+        pad: zero padding in px before the random crop back to the input size; ``dy`` and
+            ``dx`` are uniform integers in ``[-pad, pad]``.
+        flip_p: probability of a horizontal flip, in [0, 1].
+        rotate_p: probability of a rotation, in [0, 1].
+        max_angle_deg: rotation bound in degrees, in (0, 180]; rotated clips turn by an angle
+            uniform in ``[-max_angle_deg, max_angle_deg)`` on a 0.001-degree grid.
+    """
+
+    pad: int = 8
+    flip_p: float = 0.5
+    rotate_p: float = 0.5
+    max_angle_deg: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.pad) or self.pad < 0:
+            raise ValueError(f"AugmentDraws.pad must be an int >= 0 (pixels), got {self.pad!r}")
+        for name in ("flip_p", "rotate_p"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"AugmentDraws.{name} must be a probability in [0, 1], got {value!r}")
+        angle = self.max_angle_deg
+        if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not (
+            0.0 < angle <= 180.0 and math.isfinite(angle)
+        ) or round(angle * ANGLE_UNITS_PER_DEG) < 1:
+            raise ValueError(f"AugmentDraws.max_angle_deg must be in [0.001, 180] degrees, got {angle!r}")
+
+    def as_integers(self) -> tuple[int, int, int, int]:
+        """``(pad, F, R, A)`` of the module docstring: what both backends draw with."""
+        return (
+            int(self.pad),
+            round(self.flip_p * PROBABILITY_SCALE),
+            round(self.rotate_p * PROBABILITY_SCALE),
+            round(self.max_angle_deg * ANGLE_UNITS_PER_DEG),
+        )
 
 
 @dataclass(frozen=True)
@@ -107,6 +179,8 @@ class SamplerConfig:
         reorder: draw frame orders; ``False`` makes every perm 0. With ``True``
             in ``pairs``/``single`` mode, ``clip_len`` must be <= 5 (``K!`` classes).
         n_clips: clips per video in ``eval`` mode.
+        augment: distributions of the shift, flip and rotation drawn for each view of a
+            ``pairs``/``single`` item; None makes every such field 0 (no augmentation).
     """
 
     mode: Mode
@@ -114,6 +188,7 @@ class SamplerConfig:
     seed: int = 0
     reorder: bool = True
     n_clips: int = 4
+    augment: AugmentDraws | None = AugmentDraws()
 
     def __post_init__(self) -> None:
         if self.mode not in PLAN_FIELDS:
@@ -126,6 +201,8 @@ class SamplerConfig:
             raise ValueError(f"SamplerConfig.reorder must be a bool, got {self.reorder!r}")
         if not _is_int(self.n_clips) or self.n_clips < 1:
             raise ValueError(f"SamplerConfig.n_clips must be an int >= 1, got {self.n_clips!r}")
+        if self.augment is not None and not isinstance(self.augment, AugmentDraws):
+            raise ValueError(f"SamplerConfig.augment must be an AugmentDraws or None, got {self.augment!r}")
         if self.draws_perms and self.clip_len > MAX_REORDER_CLIP_LEN:
             raise ValueError(
                 f"SamplerConfig: reorder=True with clip_len={self.clip_len} would need "
@@ -242,7 +319,15 @@ def _native_args(config: SamplerConfig) -> dict[str, object]:
         "reorder": bool(config.draws_perms),
         "n_clips": int(config.n_clips),
         "num_orders": config.num_orders,
+        "draws": _active_draws(config),
     }
+
+
+def _active_draws(config: SamplerConfig) -> tuple[int, int, int, int] | None:
+    """The integer draws of a training mode's augmentation; None when nothing is drawn."""
+    if config.mode == "eval" or config.augment is None:
+        return None
+    return config.augment.as_integers()
 
 
 def plan_epoch(
@@ -370,6 +455,7 @@ _MIX_2 = np.uint64(0x94D049BB133111EB)
 _ONE = np.uint64(1)
 
 _STUDY_ORDER, _ITEM_ORDER, _SWAP, _START_A, _START_B, _PERM_A, _PERM_B = 1, 2, 3, 4, 5, 6, 7
+_SHIFT_Y, _SHIFT_X, _FLIP, _ROTATE, _ANGLE = 8, 9, 10, 11, 12
 
 
 def _mix64(z: np.ndarray) -> np.ndarray:
@@ -479,6 +565,29 @@ def _draw_perm(config: SamplerConfig, stream: int, epoch: int, g: np.ndarray) ->
     return _draw(config, stream, epoch, g, config.num_orders)
 
 
+def _draw_views(config: SamplerConfig, epoch: int, g: np.ndarray, suffixes: tuple[str, str]) -> dict[str, np.ndarray]:
+    """The augmentation fields of both views of items ``g`` (module docstring)."""
+    out: dict[str, np.ndarray] = {}
+    draws = _active_draws(config)
+    counters = g.astype(np.uint64)
+    for view, suffix in enumerate(suffixes):
+        names = view_fields(suffix)
+        if draws is None:
+            out.update({name: np.zeros(g.size, dtype=np.int64) for name in names})
+            continue
+        pad, flip_t, rotate_t, steps = draws
+
+        def draw(stream: int, bound: int) -> np.ndarray:
+            return uniform_below(stream_key(config.seed, epoch, stream, view), counters, bound).astype(np.int64)
+
+        rotated = draw(_ROTATE, PROBABILITY_SCALE) < rotate_t
+        out[names[0]] = draw(_SHIFT_Y, 2 * pad + 1) - pad
+        out[names[1]] = draw(_SHIFT_X, 2 * pad + 1) - pad
+        out[names[2]] = (draw(_FLIP, PROBABILITY_SCALE) < flip_t).astype(np.int64)
+        out[names[3]] = np.where(rotated, draw(_ANGLE, 2 * steps) - steps, 0)
+    return out
+
+
 def _check_start_item(start_item: int, n_items: int) -> None:
     if start_item > n_items:
         raise ValueError(
@@ -522,6 +631,7 @@ def _twin_plan(
             "start": _draw(config, _START_A, epoch, video, last[video] + 1),
             "perm_a": _draw_perm(config, _PERM_A, epoch, video),
             "perm_b": _draw_perm(config, _PERM_B, epoch, video),
+            **_draw_views(config, epoch, video, ("a", "b")),
         }
 
     # pairs: canonical items (g, a, b) of this rank's studies
@@ -553,4 +663,5 @@ def _twin_plan(
         "video_j": video_j,
         "start_j": _draw(config, _START_B, epoch, g, last[video_j] + 1),
         "perm_j": _draw_perm(config, _PERM_B, epoch, g),
+        **_draw_views(config, epoch, g, ("i", "j")),
     }

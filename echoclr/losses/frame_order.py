@@ -25,8 +25,10 @@ class FrameOrderLoss(nn.Module):
             Scalar loss.
 
         Raises:
-            ValueError: shapes disagree, targets are not integers, or a target is
-                outside ``[0, K!)`` (this check synchronises with the device once).
+            ValueError: shapes disagree, targets are not integers, or (CPU targets) a target
+                is outside ``[0, K!)``. On a GPU the range check is a device-side assertion
+                (``torch._assert_async``): no host synchronisation per step; a bad target
+                fails the next synchronising call with the same message.
         """
         if logits.ndim != 2 or targets.ndim != 1 or logits.shape[0] != targets.shape[0]:
             raise ValueError(
@@ -40,7 +42,12 @@ class FrameOrderLoss(nn.Module):
             )
         n_classes = logits.shape[1]
         out_of_range = (targets < 0) | (targets >= n_classes)
-        if bool(out_of_range.any()):
+        if targets.device.type != "cpu":
+            torch._assert_async(
+                ~out_of_range.any(),
+                f"frame-order targets must lie in [0, {n_classes}) for a head with {n_classes} classes",
+            )
+        elif bool(out_of_range.any()):
             bad = targets[out_of_range][:5].tolist()
             raise ValueError(
                 f"frame-order targets must lie in [0, {n_classes}) for a head with {n_classes} "

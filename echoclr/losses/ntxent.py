@@ -58,6 +58,9 @@ class NTXentLoss(nn.Module):
         super().__init__()
         self.temperature = check_temperature(temperature)
         self.gather = bool(gather)
+        # every rank's batch size, gathered once per local size (a collective and a host sync): the trainers run
+        # equal full batches on every rank, so a rank's own size determines all of them
+        self._sizes: dict[int, list[int]] = {}
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, gather={self.gather}"
@@ -93,7 +96,9 @@ class NTXentLoss(nn.Module):
         n_ranks = distributed.world_size() if self.gather else 1
         if n_ranks > 1:
             pairs = torch.stack((z_i, z_j), dim=1)  # (n, 2, D): one collective for both views
-            pieces = distributed.all_gather(pairs)  # W x (n_r, 2, D)
+            if n not in self._sizes:
+                self._sizes[n] = distributed.gather_sizes(n, pairs.device)
+            pieces = distributed.all_gather(pairs, self._sizes[n])  # W x (n_r, 2, D)
             offset = sum(p.shape[0] for p in pieces[: distributed.rank()])
             global_pairs = torch.cat(pieces, dim=0)  # (N, 2, D)
         else:

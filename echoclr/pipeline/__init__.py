@@ -1,18 +1,22 @@
-"""The clip data engine: DALI augmentation graph, its pipelines, and the loaders around them.
+"""The clip data engine: DALI augmentation graph, its pipelines, and the loaders around them; the GPU path
+without DALI (device clip cache, CUDA kernel, device pair loader).
 
-Importing this package never imports DALI; building a pipeline without DALI raises
-:class:`DaliNotAvailableError` with the install command.
+Importing this package never imports DALI or cupy; building a pipeline without DALI raises
+:class:`DaliNotAvailableError`, using the GPU path without cupy :class:`CupyNotAvailableError`, each with the
+install command.
 """
 
+from echoclr.pipeline.cuda_augment import CudaAugment, CupyNotAvailableError, cupy_available, require_cupy
+from echoclr.pipeline.cuda_loader import DevicePairLoader
 from echoclr.pipeline.dali import ClipPipeline, DaliNotAvailableError, dali_available, require_dali
-from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, AugmentConfig, augment_graph
+from echoclr.pipeline.device_cache import DeviceClipCache, use_device_cache
+from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, AugmentConfig, GraphInputs, augment_graph
 from echoclr.pipeline.loaders import (
     ClipReaderLike,
     EvalLoader,
     LoaderConfig,
     PairLoader,
     SingleLoader,
-    pipeline_seed,
     plan_array,
 )
 from echoclr.pipeline.reference import AugmentParams, draw_params, reference_augment
@@ -24,16 +28,23 @@ __all__ = [
     "AugmentParams",
     "ClipPipeline",
     "ClipReaderLike",
+    "CudaAugment",
+    "CupyNotAvailableError",
+    "DeviceClipCache",
+    "DevicePairLoader",
     "DaliNotAvailableError",
     "EvalLoader",
+    "GraphInputs",
     "LoaderConfig",
     "PairLoader",
     "SingleLoader",
     "augment_graph",
+    "cupy_available",
     "dali_available",
     "draw_params",
-    "pipeline_seed",
     "plan_array",
     "reference_augment",
+    "require_cupy",
     "require_dali",
+    "use_device_cache",
 ]

@@ -13,6 +13,7 @@ output buffers stay valid for as long as they are referenced, and the dense
 from __future__ import annotations
 
 import importlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -20,15 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from echoclr.pipeline.graph import SOURCE_LAYOUT, AugmentConfig, augment_graph
+from echoclr.pipeline.graph import SOURCE_LAYOUT, AugmentConfig, GraphInputs, augment_graph
 from echoclr.pipeline.reference import AugmentParams
 
 OUTPUT_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 """Output dtypes the pipeline offers, by config name."""
 
-ClipSource = Callable[[], tuple[np.ndarray, "np.ndarray | None"]]
-"""Zero-argument batch callback: ``(clips uint8 (n, T, H, W), orders int (n, T) or None)``;
-raises StopIteration at the end of the data."""
+ClipSource = Callable[[], tuple[np.ndarray, "np.ndarray | None", "AugmentParams | None"]]
+"""Zero-argument batch callback: ``(clips uint8 (n, T, H, W), orders int (n, T) or None,
+params AugmentParams of n clips or None)``; raises StopIteration at the end of the data."""
 
 
 class DaliNotAvailableError(ImportError):
@@ -79,22 +80,20 @@ class ClipPipeline:
 
     Args:
         source: batch callback, see :data:`ClipSource`. Each call returns 1..batch_size
-            clips of one shape ``(T, H, W)``; ``orders`` is required when augmentation is
-            enabled (output frame ``t`` = input frame ``orders[i, t]``), ignored otherwise.
+            clips of one shape ``(T, H, W)``; ``orders`` (output frame ``t`` = input frame
+            ``orders[i, t]``) and ``params`` are required when augmentation is enabled,
+            ignored otherwise. The pipeline draws nothing itself.
         batch_size: largest number of clips per call.
         augment: augmentation parameters.
         device_id: None for a CPU pipeline with CPU outputs; ``k`` to process on GPU ``k``
             (outputs on ``cuda:k``).
         num_threads: DALI CPU worker threads.
-        seed: pipeline seed; the same seed, graph and inputs give the same outputs.
+        seed: DALI pipeline seed (the graph has no random operators; outputs depend only
+            on the inputs).
         prefetch_queue_depth: batches DALI processes ahead of the consumer.
         dtype: output dtype, ``"float32"`` or ``"bfloat16"``.
         cpu_rotate: rotation kernel of a CPU pipeline, ``"fused"`` (the native kernel, fast) or ``"dali"``
             (``fn.rotate``, as the GPU pipeline uses); see :func:`augment_graph`.
-        skip_batches: advance the random state past this many full batches before the
-            first batch from ``source``, so that a run resumed at batch ``k`` draws what an
-            uninterrupted run drew there. The skipped batches run on 1-pixel dummy clips
-            (about a millisecond each) and are not yielded.
 
     Raises:
         DaliNotAvailableError: DALI cannot be imported.
@@ -102,7 +101,8 @@ class ClipPipeline:
 
     Yields:
         ``(x, params)``: ``x`` float ``(n, C, T, H, W)`` with ``torch.channels_last_3d``
-        strides; ``params`` the drawn :class:`AugmentParams` (None with augmentation off).
+        strides; ``params`` the :class:`AugmentParams` the source gave with the batch
+        (None with augmentation off).
     """
 
     def __init__(
@@ -117,11 +117,8 @@ class ClipPipeline:
         prefetch_queue_depth: int = 2,
         dtype: str = "float32",
         cpu_rotate: str = "fused",
-        skip_batches: int = 0,
     ) -> None:
         _check_positive_int("batch_size", batch_size)
-        if isinstance(skip_batches, bool) or not isinstance(skip_batches, (int, np.integer)) or skip_batches < 0:
-            raise ValueError(f"skip_batches must be an int >= 0, got {skip_batches!r}")
         _check_positive_int("num_threads", num_threads)
         _check_positive_int("prefetch_queue_depth", prefetch_queue_depth)
         if device_id is not None and (isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0):
@@ -136,7 +133,7 @@ class ClipPipeline:
         self._device_id = device_id
         self._dtype = OUTPUT_DTYPES[dtype]
         self._cpu_rotate = cpu_rotate
-        self._skip_feeds = self._skip_outputs = int(skip_batches)
+        self._fed: deque[AugmentParams | None] = deque()  # params of batches fed, not yet yielded
         self._pipe = self._build(num_threads=num_threads, seed=int(seed), depth=prefetch_queue_depth)
 
     def _build(self, *, num_threads: int, seed: int, depth: int) -> Any:
@@ -153,56 +150,54 @@ class ClipPipeline:
         )
         with pipe:
             if augment.enabled:
-                clips, orders = fn.external_source(
+                clips, *inputs = fn.external_source(
                     source=self._feed,
-                    num_outputs=2,
+                    num_outputs=5,
                     batch=True,
-                    layout=[SOURCE_LAYOUT, ""],
-                    dtype=[types.UINT8, types.INT32],
+                    layout=[SOURCE_LAYOUT, "", "", "", ""],
+                    dtype=[types.UINT8, types.INT32, types.INT32, types.INT32, types.FLOAT],
                 )
+                params = GraphInputs(*inputs)  # stay on the CPU: DALI takes argument inputs from there
             else:
                 clips = fn.external_source(source=self._feed, batch=True, layout=SOURCE_LAYOUT, dtype=types.UINT8)
-                orders = None
+                params = None
             if self._device_id is not None:
                 clips = clips.gpu()
-            out = augment_graph(clips, orders, augment, cpu_rotate=self._cpu_rotate)
-            if augment.enabled:
-                pipe.set_outputs(out.clips, out.shift, out.flip, out.angle)
-            else:
-                pipe.set_outputs(out.clips)
+            pipe.set_outputs(augment_graph(clips, params, augment, cpu_rotate=self._cpu_rotate))
         pipe.build()
         return pipe
 
     def _feed(self) -> Any:
-        if self._skip_feeds:
-            # random ops draw per sample, whatever the data: a full batch of 1-frame 2x2
-            # clips advances them exactly as a full batch of real clips does
-            self._skip_feeds -= 1
-            clips, orders = np.zeros((self._batch_size, 1, 2, 2), np.uint8), np.zeros((self._batch_size, 1), np.int32)
-        else:
-            clips, orders = self._source()
+        clips, orders, params = self._source()
         clips = _check_clips(clips, self._batch_size)  # (n, T, H, W), "FHW" per sample
         if not self._augment.enabled:
+            self._fed.append(None)
             return clips
-        return clips, _check_orders(orders, clips.shape[0], clips.shape[1])
+        n = clips.shape[0]
+        orders = _check_orders(orders, n, clips.shape[1])
+        if not isinstance(params, AugmentParams) or len(params.flip) != n:
+            raise ValueError(f"augmentation is enabled, so the clip source must return AugmentParams of {n} clips, "
+                             f"got {params!r}")
+        self._fed.append(params)
+        return (
+            clips,
+            orders,
+            np.ascontiguousarray(params.shift, dtype=np.int32),  # (n, 2) as (dy, dx)
+            np.ascontiguousarray(params.flip, dtype=np.int32),  # (n,)
+            np.ascontiguousarray(params.angle, dtype=np.float32),  # (n,) degrees
+        )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, AugmentParams | None]]:
         return self
 
+    def reset(self) -> None:
+        """Start a new pass after the source raised StopIteration (the pipeline is kept)."""
+        self._pipe.reset()
+        self._fed.clear()
+
     def __next__(self) -> tuple[torch.Tensor, AugmentParams | None]:
-        while self._skip_outputs:
-            self._pipe.run()
-            self._skip_outputs -= 1
         outputs = self._pipe.run()  # host-synchronous: the data is ready when this returns
-        x = self._to_torch(outputs[0])
-        if not self._augment.enabled:
-            return x, None
-        params = AugmentParams(
-            shift=np.array(outputs[1].as_tensor(), dtype=np.int64),  # (n, 2) as (dy, dx)
-            flip=np.array(outputs[2].as_tensor()).astype(bool),  # (n,)
-            angle=np.array(outputs[3].as_tensor(), dtype=np.float32),  # (n,) degrees
-        )
-        return x, params
+        return self._to_torch(outputs[0]), self._fed.popleft()
 
     def _to_torch(self, clips: Any) -> torch.Tensor:
         dense = clips.as_tensor()

@@ -1,22 +1,21 @@
 """The clip augmentation graph: one DALI processing function for CPU and GPU pipelines.
 
-The graph is independent of where its data comes from (an ``external_source`` fed by
-the sampler and reader) and of the device: the same function builds the CPU pipeline
+The graph is independent of where its data comes from (``external_source`` inputs fed
+by the sampler and reader) and of the device: the same function builds the CPU pipeline
 (``device_id=None``) and the GPU pipeline (clips moved to the GPU right after the
-source). Every random parameter is drawn per clip by DALI's random operators from the
-pipeline seed, applied identically to all frames of the clip, and returned as an extra
-output so that :mod:`echoclr.pipeline.reference` can replay it.
+source). It draws nothing: every random parameter (frame order, shift, flip, rotation
+angle) is an input, drawn by the sampler as a pure function of (seed, epoch, item)
+(:mod:`echoclr.data.sampling`), so the CPU kernel, DALI's operators and the CUDA kernel
+apply the same parameters to the same plan, and a resumed run needs no random state.
 
 Per clip, in order (the paper's augmentation, DESIGN.md "method" table):
 
 1. frame order: ``out[t] = clip[order[t]]`` (the sampler's permutation);
-2. shift: zero-pad ``pad`` px and crop back to the input size, i.e.
-   ``out[y, x] = in[y + dy, x + dx]`` (0 outside), ``dy, dx`` uniform integers in
-   ``[-pad, pad]``;
-3. horizontal flip with probability ``flip_p``;
-4. rotation with probability ``rotate_p`` by an angle uniform in
-   ``[-max_angle_deg, max_angle_deg)`` degrees (counter-clockwise on screen) about the
-   frame centre, bilinear, zero fill, same size, rounded back to uint8;
+2. shift: zero-pad and crop back to the input size, i.e. ``out[y, x] = in[y + dy, x + dx]``
+   (0 outside);
+3. horizontal flip when ``flip`` is 1;
+4. rotation by ``angle`` degrees (0: none; counter-clockwise on screen) about the frame
+   centre, bilinear, zero fill, same size, rounded back to uint8;
 5. per-clip min-max to ``[0, 1]`` (a constant clip gives zeros);
 6. optionally the gray channel replicated to 3 channels and Kinetics-400
    standardisation per channel.
@@ -24,14 +23,11 @@ Per clip, in order (the paper's augmentation, DESIGN.md "method" table):
 With augmentation off only steps 5-6 run, as DALI operators. With augmentation on,
 GPU clips (and CPU clips with ``cpu_rotate="dali"``) run every step as a DALI operator;
 CPU clips by default run steps 1-6 as ONE ``fn.python_function`` per batch that calls a
-native C++ kernel over the whole batch (see :mod:`echoclr.pipeline.cpu_ops` for why). The parameters always come from DALI's random
-operators, seeded explicitly from the pipeline seed, so one seed draws the same values
-whichever CPU kernel runs. (Whether a GPU pipeline draws them too is untested here.)
+native C++ kernel over the whole batch (see :mod:`echoclr.pipeline.cpu_ops` for why).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -51,43 +47,24 @@ LAYOUT = "FHWC"
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Parameters of the clip augmentation (defaults: the paper's pretraining/fine-tuning).
+    """What the graph does with a clip (the random parameters come with the data; their
+    distributions are :class:`echoclr.data.sampling.AugmentDraws` of the sampler).
 
     Attributes:
         enabled: apply frame order, shift, flip and rotation; False for evaluation
-            (only normalisation runs, the frame order input is ignored).
-        pad: zero padding in px before the random crop back to the input size; the
-            shift per axis is uniform in ``[-pad, pad]``.
-        flip_p: probability of a horizontal flip, in [0, 1].
-        rotate_p: probability of a rotation, in [0, 1].
-        max_angle_deg: rotation angle bound in degrees, > 0; angles are uniform in
-            ``[-max_angle_deg, max_angle_deg)``.
+            (only normalisation runs; no parameters are needed).
         channels: output channels, 1 (gray) or 3 (gray replicated, as Kinetics weights need).
         kinetics_norm: standardise with the Kinetics-400 mean/std after min-max;
             needs ``channels=3``.
     """
 
     enabled: bool = True
-    pad: int = 8
-    flip_p: float = 0.5
-    rotate_p: float = 0.5
-    max_angle_deg: float = 10.0
     channels: int = 1
     kinetics_norm: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.pad, bool) or not isinstance(self.pad, int) or self.pad < 0:
-            raise ValueError(f"AugmentConfig.pad must be an int >= 0 (pixels), got {self.pad!r}")
-        for name in ("flip_p", "rotate_p"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"AugmentConfig.{name} must be a probability in [0, 1], got {value!r}")
-        if not isinstance(self.max_angle_deg, (int, float)) or not (
-            0.0 < self.max_angle_deg <= 180.0 and math.isfinite(self.max_angle_deg)
-        ):
-            raise ValueError(
-                f"AugmentConfig.max_angle_deg must be in (0, 180] degrees, got {self.max_angle_deg!r}"
-            )
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"AugmentConfig.enabled must be a bool, got {self.enabled!r}")
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
             raise ValueError(f"AugmentConfig.channels must be 1 or 3, got {self.channels!r}")
         if self.kinetics_norm and self.channels != 3:
@@ -97,17 +74,17 @@ class AugmentConfig:
             )
 
 
-class GraphOutputs(NamedTuple):
-    """DALI data nodes returned by :func:`augment_graph`.
+class GraphInputs(NamedTuple):
+    """The per-clip parameters the graph applies, as DALI data nodes on the CPU.
 
     Attributes:
-        clips: float32, per sample ``(T, H, W, C)`` ("FHWC").
-        shift: int32 ``(2,)`` per sample, ``(dy, dx)``; None when augmentation is off.
-        flip: int32 scalar per sample, 1 = flipped; None when augmentation is off.
-        angle: float32 scalar per sample, degrees (0 = not rotated); None when off.
+        orders: int32 ``(T,)`` per sample: output frame ``t`` is input frame ``orders[t]``.
+        shift: int32 ``(2,)`` per sample, ``(dy, dx)``.
+        flip: int32 scalar per sample, 1 = flipped.
+        angle: float32 scalar per sample, degrees (0 = not rotated).
     """
 
-    clips: Any
+    orders: Any
     shift: Any
     flip: Any
     angle: Any
@@ -119,27 +96,26 @@ ROTATE_IMPLS = ("fused", "dali")
 DALI's own operators as on the GPU."""
 
 
-def augment_graph(clips: Any, orders: Any, cfg: AugmentConfig, *, cpu_rotate: str = "fused") -> GraphOutputs:
+def augment_graph(clips: Any, params: GraphInputs | None, cfg: AugmentConfig, *, cpu_rotate: str = "fused") -> Any:
     """Build the augmentation graph on DALI data nodes (call inside a pipeline definition).
 
     Args:
         clips: uint8 data node, per sample ``(T, H, W)`` layout "FHW", on CPU or GPU.
-        orders: int32 data node on CPU, per sample ``(T,)``: output frame ``t`` is input
-            frame ``orders[t]``; ignored (may be None) when ``cfg.enabled`` is False.
-        cfg: augmentation parameters.
+        params: the per-clip parameters (CPU data nodes); ignored (may be None) when
+            ``cfg.enabled`` is False.
+        cfg: what to apply.
         cpu_rotate: kernel for augmented clips on the CPU, one of :data:`ROTATE_IMPLS`:
             ``"fused"`` runs frame order, shift, flip, rotation and normalisation as one
-            fused native kernel per batch; ``"dali"`` runs DALI's operators, as
-            GPU clips always do. Both draw the same parameters with DALI's random
-            operators; their outputs are equal without rotation and equal up to rounding
+            fused native kernel per batch; ``"dali"`` runs DALI's operators, as GPU clips
+            always do. Their outputs are equal without rotation and equal up to rounding
             with it (see ``tests/test_pipeline.py``).
 
     Returns:
-        :class:`GraphOutputs` with the processed clips and the drawn parameters.
+        The processed clips: float32 data node, per sample ``(T, H, W, C)`` ("FHWC").
 
     Raises:
         DaliNotAvailableError: DALI cannot be imported.
-        ValueError: augmentation is on and ``orders`` is None, or an unknown ``cpu_rotate``.
+        ValueError: augmentation is on and ``params`` is None, or an unknown ``cpu_rotate``.
     """
     from echoclr.pipeline.dali import require_dali
 
@@ -150,24 +126,14 @@ def augment_graph(clips: Any, orders: Any, cfg: AugmentConfig, *, cpu_rotate: st
     fn, types = dali.fn, dali.types
 
     if not cfg.enabled:
-        return GraphOutputs(clips=_normalize(dali, clips, cfg), shift=None, flip=None, angle=None)
-    if orders is None:
-        raise ValueError("augment_graph needs the frame orders input when augmentation is enabled")
-    pipe = dali.Pipeline.current()
-    seeds = _random_op_seeds(pipe.seed if pipe is not None else None, 4)
-    # values= gives a discrete uniform; an integer range= would round a continuous draw
-    # and halve the probability of the two end values
-    shift = fn.random.uniform(
-        values=list(range(-cfg.pad, cfg.pad + 1)), dtype=types.INT32, shape=(2,), **seeds[0]
-    )
-    flip = fn.random.coin_flip(probability=float(cfg.flip_p), dtype=types.INT32, **seeds[1])
-    rotate = fn.random.coin_flip(probability=float(cfg.rotate_p), dtype=types.INT32, **seeds[2])
-    angle = fn.random.uniform(range=(-float(cfg.max_angle_deg), float(cfg.max_angle_deg)), **seeds[3])
-    angle = angle * fn.cast(rotate, dtype=types.FLOAT)
+        return _normalize(dali, clips, cfg)
+    if params is None:
+        raise ValueError("augment_graph needs the per-clip parameters when augmentation is enabled")
 
     if clips.device == "cpu" and cpu_rotate == "fused":
         from echoclr.pipeline.cpu_ops import FusedAugment
 
+        pipe = dali.Pipeline.current()
         kernel = FusedAugment(
             channels=cfg.channels,
             mean=KINETICS_MEAN if cfg.kinetics_norm else None,
@@ -175,43 +141,27 @@ def augment_graph(clips: Any, orders: Any, cfg: AugmentConfig, *, cpu_rotate: st
             min_range=MIN_RANGE,
             threads=pipe.num_threads if pipe is not None else 1,
         )
-        x = fn.python_function(
-            clips, orders, shift, flip, angle, function=kernel, batch_processing=True, output_layouts=LAYOUT
+        return fn.python_function(
+            clips, params.orders, params.shift, params.flip, params.angle,
+            function=kernel, batch_processing=True, output_layouts=LAYOUT,
         )
-        return GraphOutputs(clips=x, shift=shift, flip=flip, angle=angle)
 
-    clips = fn.sequence_rearrange(clips, new_order=orders)
-    if cfg.pad > 0:
-        # sliced before the channel axis is added: rows of W bytes copy several times
-        # faster than W single-byte pixels on DALI's CPU backend
-        clips = fn.slice(
-            clips,
-            start=shift,
-            rel_shape=(1.0, 1.0),
-            axis_names="HW",
-            out_of_bounds_policy="pad",
-            fill_values=0,
-        )
+    clips = fn.sequence_rearrange(clips, new_order=params.orders)
+    # sliced before the channel axis is added: rows of W bytes copy several times faster
+    # than W single-byte pixels on DALI's CPU backend; a zero shift is a plain copy
+    clips = fn.slice(
+        clips,
+        start=params.shift,
+        rel_shape=(1.0, 1.0),
+        axis_names="HW",
+        out_of_bounds_policy="pad",
+        fill_values=0,
+    )
     clips = fn.expand_dims(clips, axes=[3], new_axis_names="C")  # (T, H, W) -> (T, H, W, 1)
-    if cfg.flip_p > 0:
-        clips = fn.flip(clips, horizontal=flip, vertical=0)
-    if cfg.rotate_p > 0:
-        clips = fn.rotate(clips, angle=angle, keep_size=True, fill_value=0, interp_type=types.INTERP_LINEAR)
-    return GraphOutputs(clips=_normalize(dali, clips, cfg, expanded=True), shift=shift, flip=flip, angle=angle)
-
-
-def _random_op_seeds(pipeline_seed: int | None, n: int) -> list[dict[str, int]]:
-    """Explicit seeds of the graph's random operators, derived from the pipeline seed.
-
-    DALI seeds an operator without one by its position in the built graph, so the
-    "fused" and "dali" graphs (different operators after the draws) would draw different
-    parameters from one pipeline seed; explicit seeds make the draws depend only on the
-    pipeline seed. No pipeline seed: DALI's own (random) seeding.
-    """
-    if pipeline_seed is None or pipeline_seed < 0:
-        return [{} for _ in range(n)]
-    states = np.random.SeedSequence(int(pipeline_seed)).generate_state(n)  # uint32 (n,)
-    return [{"seed": int(state) & 0x7FFFFFFF} for state in states]
+    clips = fn.flip(clips, horizontal=params.flip, vertical=0)
+    # angle 0 is an exact copy (checked in tests/test_pipeline.py)
+    clips = fn.rotate(clips, angle=params.angle, keep_size=True, fill_value=0, interp_type=types.INTERP_LINEAR)
+    return _normalize(dali, clips, cfg, expanded=True)
 
 
 def _normalize(dali: Any, clips: Any, cfg: AugmentConfig, *, expanded: bool = False) -> Any:

@@ -9,11 +9,19 @@ plus int64/float32 vectors.
 A plan is an :class:`echoclr.data.sampling.EpochPlan` or an int array with one row per
 item and the columns of :data:`echoclr.data.sampling.PLAN_FIELDS`:
 
-- pairs mode ``(M, 6)``: video_i, start_i, perm_i, video_j, start_j, perm_j;
-- single mode ``(M, 4)``: video, start, perm_a, perm_b;
+- pairs mode ``(M, 14)``: video_i, start_i, perm_i, video_j, start_j, perm_j, then
+  dy, dx, flip, angle_mdeg of view i and of view j;
+- single mode ``(M, 12)``: video, start, perm_a, perm_b, then the four of view a and of view b;
 - eval mode ``(M, 3)``: video, start, clip_index.
 
 ``perm`` columns number frame orders as :mod:`echoclr.data.permutations` does (0 = identity).
+Every random parameter of a clip is in its row, so the loaders draw nothing, and a resumed
+run passes the rest of the epoch's plan (``plan[k:]``) and gets what the uninterrupted run
+got.
+
+A loader is built once per run: :meth:`set_plan` gives it the next epoch's plan and each
+iteration is one pass over the current plan, through one DALI pipeline built at the first
+pass and reused by every later one (:attr:`pipeline_builds` counts builds).
 """
 
 from __future__ import annotations
@@ -29,9 +37,10 @@ import numpy as np
 import torch
 
 from echoclr.data.permutations import MAX_REORDER_CLIP_LEN, all_permutations
-from echoclr.data.sampling import PLAN_FIELDS
+from echoclr.data.sampling import PLAN_FIELDS, view_fields
 from echoclr.pipeline.dali import OUTPUT_DTYPES, ClipPipeline
 from echoclr.pipeline.graph import ROTATE_IMPLS, AugmentConfig
+from echoclr.pipeline.reference import AugmentParams
 
 _MODE_OF_WIDTH = {len(fields): mode for mode, fields in PLAN_FIELDS.items()}
 
@@ -99,7 +108,6 @@ class LoaderConfig:
         read_workers: threads that call ``reader.read_clips``.
         read_ahead: batches read ahead of the batch DALI asks for next.
         prefetch_queue_depth: batches DALI processes ahead of the consumer.
-        seed: base seed; the pipeline seed is derived from (seed, epoch, rank).
         cpu_rotate: rotation kernel of the CPU pipeline, ``"fused"`` or ``"dali"``.
     """
 
@@ -111,7 +119,6 @@ class LoaderConfig:
     read_workers: int = 2
     read_ahead: int = 2
     prefetch_queue_depth: int = 2
-    seed: int = 0
     cpu_rotate: str = "fused"
 
     def __post_init__(self) -> None:
@@ -129,8 +136,6 @@ class LoaderConfig:
             raise ValueError(f"LoaderConfig.device_id must be None (CPU) or a GPU index >= 0, got {self.device_id!r}")
         if self.dtype not in OUTPUT_DTYPES:
             raise ValueError(f"LoaderConfig.dtype must be one of {sorted(OUTPUT_DTYPES)}, got {self.dtype!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"LoaderConfig.seed must be an int >= 0, got {self.seed!r}")
         if self.cpu_rotate not in ROTATE_IMPLS:
             raise ValueError(f"LoaderConfig.cpu_rotate must be one of {ROTATE_IMPLS}, got {self.cpu_rotate!r}")
 
@@ -138,21 +143,6 @@ class LoaderConfig:
     def device(self) -> torch.device:
         """The torch device the loaders deliver tensors on."""
         return torch.device("cpu") if self.device_id is None else torch.device("cuda", self.device_id)
-
-
-def pipeline_seed(seed: int, epoch: int, rank: int) -> int:
-    """The DALI pipeline seed of one (seed, epoch, rank): distinct per epoch and rank.
-
-    Args:
-        seed: base seed >= 0.
-        epoch: epoch number >= 0.
-        rank: distributed rank >= 0.
-
-    Returns:
-        An int in ``[0, 2**31)``.
-    """
-    state = np.random.SeedSequence([seed, epoch, rank]).generate_state(1, dtype=np.uint32)[0]
-    return int(state) & 0x7FFFFFFF
 
 
 class _ReadAhead:
@@ -181,7 +171,7 @@ class _ReadAhead:
 
 
 class _ClipLoader:
-    """Shared machinery: plan checks, batching, read-ahead, pipeline, device hand-off."""
+    """Shared machinery: plan checks, batching, read-ahead, one reused pipeline, device hand-off."""
 
     _modes: tuple[str, ...] = ()
 
@@ -193,39 +183,47 @@ class _ClipLoader:
         config: LoaderConfig,
         *,
         drop_last: bool,
-        epoch: int,
-        rank: int,
         augment: AugmentConfig,
-        first_item: int = 0,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        for name, value in (("epoch", epoch), ("rank", rank), ("first_item", first_item)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
         if not isinstance(config, LoaderConfig):
             raise ValueError(f"config must be a LoaderConfig, got {type(config).__name__}")
         self._reader = reader
-        self._mode, self._plan = self._check_plan(plan)
-        self._fields = PLAN_FIELDS[self._mode]
         self._batch_size = int(batch_size)
         self._config = config
         self._augment = augment
         self._drop_last = bool(drop_last)
-        self._seed = pipeline_seed(config.seed, int(epoch), int(rank))
-        if first_item % self._batch_size:
-            raise ValueError(
-                f"first_item {first_item} must be a multiple of batch_size {self._batch_size}: a run resumes at a "
-                "batch boundary of the same batch size"
-            )
-        self._skip_batches = int(first_item) // self._batch_size
         self._device = config.device
+        self._pipe: ClipPipeline | None = None
+        self._source: _ReadAhead | None = None
+        self._passes_open = 0
+        self.pipeline_builds = 0
+        """DALI pipelines this loader has built (one per run unless a pass was abandoned)."""
+        self.set_plan(plan)
+
+    def set_plan(self, plan: Any) -> None:
+        """Make ``plan`` the one the next passes walk (e.g. the next epoch's); the pipeline is kept.
+
+        Args:
+            plan: a plan of a mode this loader takes (``EpochPlan`` or int array, see the module doc).
+
+        Raises:
+            ValueError: bad plan (mode, shape, negative index, frame order out of range), or
+                ``drop_last`` with fewer items than one batch.
+        """
+        self._mode, self._plan = self._check_plan(plan)
+        self._fields = PLAN_FIELDS[self._mode]
         if self._drop_last and len(self._plan) < self._batch_size:
             raise ValueError(
                 f"batch_size {self._batch_size} is larger than the plan's {len(self._plan)} items and "
                 "drop_last=True, so the epoch would be empty; lower the batch size or set drop_last=False"
             )
         self._order_table = self._make_order_table()
+        self._on_plan()
+
+    def _on_plan(self) -> None:
+        """Per-plan checks and column lookups of a subclass."""
 
     def _col(self, name: str) -> int:
         return self._fields.index(name)
@@ -236,7 +234,9 @@ class _ClipLoader:
         if mode not in self._modes:
             raise ValueError(f"{loader} takes a {' or '.join(self._modes)} plan, got a {mode} plan")
         for col, name in enumerate(PLAN_FIELDS[mode]):
-            if len(table) and not name.startswith("perm") and table[:, col].min() < 0:
+            if len(table) and name in ("video", "start", "video_i", "start_i", "video_j", "start_j") and (
+                table[:, col].min() < 0
+            ):
                 row = int(np.argmin(table[:, col]))
                 raise ValueError(f"{loader} plan column {name!r} must be >= 0, got {table[row, col]} in row {row}")
         return mode, table
@@ -291,68 +291,91 @@ class _ClipLoader:
         assert self._order_table is not None
         return self._order_table[perm_idx]  # (n,) -> (n, clip_len)
 
-    def _to_device(self, arr: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(arr)).to(self._device, non_blocking=True)
+    def _params(self, rows: np.ndarray, suffix: str) -> AugmentParams:
+        dy, dx, flip, mdeg = (rows[:, self._col(name)] for name in view_fields(suffix))
+        return AugmentParams.from_plan(dy, dx, flip, mdeg)
 
-    def _read_batch(self, b: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def _to_device(self, arr: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(arr))
+        if self._device.type == "cuda":
+            tensor = tensor.pin_memory()  # a non_blocking copy from pageable memory would be synchronous
+        return tensor.to(self._device, non_blocking=True)
+
+    def _read_batch(self, b: int) -> tuple[np.ndarray, np.ndarray | None, AugmentParams | None]:
         raise NotImplementedError
 
     def _emit(self, rows: np.ndarray, x: torch.Tensor) -> tuple:
         raise NotImplementedError
+
+    def _next_source_batch(self) -> Any:
+        assert self._source is not None
+        return self._source()
+
+    def _pipeline(self) -> ClipPipeline:
+        if self._pipe is not None and self._passes_open == 0:
+            self._pipe.reset()
+            return self._pipe
+        cfg = self._config
+        # a pass abandoned mid-way leaves batches in the old pipeline's queues: start afresh
+        self._pipe = ClipPipeline(
+            self._next_source_batch,
+            batch_size=self.pipeline_batch_size,
+            augment=self._augment,
+            device_id=cfg.device_id,
+            num_threads=cfg.num_threads,
+            prefetch_queue_depth=cfg.prefetch_queue_depth,
+            dtype=cfg.dtype,
+            cpu_rotate=cfg.cpu_rotate,
+        )
+        self._passes_open = 0
+        self.pipeline_builds += 1
+        return self._pipe
 
     def __iter__(self) -> Iterator[tuple]:
         n_batches = len(self)
         if n_batches == 0:
             return
         cfg = self._config
-        source = _ReadAhead(self._read_batch, n_batches, cfg.read_ahead, cfg.read_workers)
+        pipe = self._pipeline()
+        self._source = _ReadAhead(self._read_batch, n_batches, cfg.read_ahead, cfg.read_workers)
+        self._passes_open += 1
         try:
-            pipe = ClipPipeline(
-                source,
-                batch_size=self.pipeline_batch_size,
-                augment=self._augment,
-                device_id=cfg.device_id,
-                num_threads=cfg.num_threads,
-                seed=self._seed,
-                prefetch_queue_depth=cfg.prefetch_queue_depth,
-                dtype=cfg.dtype,
-                cpu_rotate=cfg.cpu_rotate,
-                skip_batches=self._skip_batches,
-            )
-            for b, (x, _params) in enumerate(pipe):
+            for b in range(n_batches):
+                x, _params = next(pipe)
                 yield self._emit(self._rows(b), x)
+            # the source is exhausted: the pipeline ends the pass and can be reset for the next one
+            for _ in pipe:
+                raise AssertionError("the pipeline yielded more batches than the plan holds")
+            self._passes_open -= 1
         finally:
-            source.close()
+            self._source.close()
 
 
 class PairLoader(_ClipLoader):
     """Two augmented views per item, for contrastive pretraining.
 
     From a pairs-mode plan (EchoCLR, MI-SimCLR) the views are clips of the two videos of
-    each pair, with orders ``perm_i``/``perm_j``; from a single-mode plan (SimCLR) they
-    are two augmentations of one clip (read once), with orders ``perm_a``/``perm_b``.
-    Both views of a batch run through the pipeline as one batch of ``2 * n`` clips and
-    are split afterwards.
+    each pair, with the plan's orders and augmentation of views ``i`` and ``j``; from a
+    single-mode plan (SimCLR) they are two augmentations (views ``a`` and ``b``) of one clip
+    (read once). Both views of a batch run through the pipeline as one batch of ``2 * n``
+    clips, views ``i`` first, and are yielded as that one batch: the layout the model and
+    NT-Xent consume, without a concatenation copy.
 
     Args:
         reader: clip reader, see :class:`ClipReaderLike`.
-        plan: pairs or single plan (``EpochPlan`` or int array, see the module doc).
+        plan: pairs or single plan (``EpochPlan`` or int array, see the module doc); a
+            resumed run passes the rest of the epoch's plan.
         batch_size: items per batch (each gives 2 clips).
         config: loader configuration.
         drop_last: drop a last partial batch.
-        epoch: epoch number (varies the augmentation draws).
-        rank: distributed rank (varies the augmentation draws).
-        first_item: items of this epoch consumed before ``plan`` (a resumed run passes the
-            rest of the epoch's plan and its offset, a multiple of ``batch_size``); the
-            augmentation draws then continue where the interrupted run stopped.
 
     Raises:
         ValueError: bad plan (mode, shape, negative index, frame order out of range), bad sizes.
 
     Yields:
-        ``(x_i, x_j, order_i, order_j)``: ``x_*`` float ``(n, C, T, H, W)``
-        channels_last_3d, ``order_*`` int64 ``(n,)`` frame-order classes, all on the
-        output device.
+        ``(x, order)``: ``x`` float ``(2n, C, T, H, W)`` channels_last_3d, rows ``0..n-1``
+        the views ``i`` of the items and rows ``n..2n-1`` their views ``j``; ``order`` int64
+        ``(2n,)`` frame-order classes in the same order; on the output device.
     """
 
     _modes = ("pairs", "single")
@@ -365,31 +388,18 @@ class PairLoader(_ClipLoader):
         config: LoaderConfig = LoaderConfig(),
         *,
         drop_last: bool = True,
-        epoch: int = 0,
-        rank: int = 0,
-        first_item: int = 0,
     ) -> None:
-        super().__init__(
-            reader,
-            plan,
-            batch_size,
-            config,
-            drop_last=drop_last,
-            epoch=epoch,
-            rank=rank,
-            augment=config.augment,
-            first_item=first_item,
-        )
-        if self._mode == "pairs":
-            self._perm_cols = (self._col("perm_i"), self._col("perm_j"))
-        else:
-            self._perm_cols = (self._col("perm_a"), self._col("perm_b"))
+        super().__init__(reader, plan, batch_size, config, drop_last=drop_last, augment=config.augment)
+
+    def _on_plan(self) -> None:
+        self._views = ("i", "j") if self._mode == "pairs" else ("a", "b")
+        self._perm_cols = tuple(self._col(f"perm_{v}") for v in self._views)
 
     @property
     def pipeline_batch_size(self) -> int:
         return 2 * self._batch_size
 
-    def _read_batch(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+    def _read_batch(self, b: int) -> tuple[np.ndarray, np.ndarray, AugmentParams]:
         rows = self._rows(b)
         perms = np.concatenate([rows[:, self._perm_cols[0]], rows[:, self._perm_cols[1]]])  # (2n,)
         if self._mode == "pairs":
@@ -400,33 +410,35 @@ class PairLoader(_ClipLoader):
         else:
             clip = self._read(rows[:, self._col("video")], rows[:, self._col("start")])
             clips = np.concatenate([clip, clip])  # (n, T, H, W) -> (2n, T, H, W): one clip, two views
-        return clips, self._orders(perms)
+        first, second = (self._params(rows, v) for v in self._views)
+        params = AugmentParams(
+            shift=np.concatenate([first.shift, second.shift]),  # (2n, 2)
+            flip=np.concatenate([first.flip, second.flip]),
+            angle=np.concatenate([first.angle, second.angle]),
+        )
+        return clips, self._orders(perms), params
 
     def _emit(self, rows: np.ndarray, x: torch.Tensor) -> tuple:
         n = len(rows)
         assert x.shape[0] == 2 * n, (x.shape, n)
-        order_i, order_j = (self._to_device(rows[:, c]) for c in self._perm_cols)
-        return x[:n], x[n:], order_i, order_j
+        order = np.concatenate([rows[:, self._perm_cols[0]], rows[:, self._perm_cols[1]]])  # (2n,)
+        return x, self._to_device(order)
 
 
 class SingleLoader(_ClipLoader):
     """One augmented clip per item, with an optional label, for fine-tuning.
 
     The clip gets the plan's ``perm_a`` frame order (0 = none; fine-tuning plans are made
-    with ``reorder=False``). For SimCLR's two views of one clip use :class:`PairLoader`
-    with the same plan.
+    with ``reorder=False``) and view ``a``'s augmentation. For SimCLR's two views of one
+    clip use :class:`PairLoader` with the same plan.
 
     Args:
         reader: clip reader, see :class:`ClipReaderLike`.
-        plan: single plan (``EpochPlan`` or int array ``(M, 4)``).
+        plan: single plan (``EpochPlan`` or int array ``(M, 12)``).
         batch_size: clips per batch.
         config: loader configuration.
         label: label name for ``reader.labels``; None yields no label.
         drop_last: drop a last partial batch.
-        epoch: epoch number (varies the augmentation draws).
-        rank: distributed rank (varies the augmentation draws).
-        first_item: items of this epoch consumed before ``plan``, a multiple of
-            ``batch_size`` (see :class:`PairLoader`).
 
     Raises:
         ValueError: bad plan or sizes; a planned video has no ``label`` value (NaN) or is
@@ -448,22 +460,14 @@ class SingleLoader(_ClipLoader):
         *,
         label: str | None = None,
         drop_last: bool = True,
-        epoch: int = 0,
-        rank: int = 0,
-        first_item: int = 0,
     ) -> None:
-        super().__init__(
-            reader,
-            plan,
-            batch_size,
-            config,
-            drop_last=drop_last,
-            epoch=epoch,
-            rank=rank,
-            augment=config.augment,
-            first_item=first_item,
-        )
-        self._labels = None if label is None else self._check_labels(label)
+        self._label = label
+        self._labels: np.ndarray | None = None
+        super().__init__(reader, plan, batch_size, config, drop_last=drop_last, augment=config.augment)
+
+    def _on_plan(self) -> None:
+        if self._label is not None:
+            self._labels = self._check_labels(self._label)
 
     def _check_labels(self, name: str) -> np.ndarray:
         values = np.asarray(self._reader.labels(name), dtype=np.float32)
@@ -480,10 +484,10 @@ class SingleLoader(_ClipLoader):
             )
         return values
 
-    def _read_batch(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+    def _read_batch(self, b: int) -> tuple[np.ndarray, np.ndarray, AugmentParams]:
         rows = self._rows(b)
         clips = self._read(rows[:, self._col("video")], rows[:, self._col("start")])
-        return clips, self._orders(rows[:, self._col("perm_a")])
+        return clips, self._orders(rows[:, self._col("perm_a")]), self._params(rows, "a")
 
     def _emit(self, rows: np.ndarray, x: torch.Tensor) -> tuple:
         assert x.shape[0] == len(rows), (x.shape, len(rows))
@@ -508,8 +512,9 @@ class EvalLoader(_ClipLoader):
         ValueError: bad plan or sizes; a planned video outside ``reader.study_of_video``.
 
     Yields:
-        ``(x, video_idx, study_idx)``: ``x`` float ``(n, C, T, H, W)`` channels_last_3d,
-        int64 ``(n,)`` indices; on the output device.
+        ``(x, video_idx, study_idx)``: ``x`` float ``(n, C, T, H, W)`` channels_last_3d on
+        the output device; int64 ``(n,)`` numpy indices (on the host: the caller groups
+        scores by them, so they never make a round trip through the GPU).
     """
 
     _modes = ("eval",)
@@ -523,28 +528,23 @@ class EvalLoader(_ClipLoader):
         *,
         drop_last: bool = False,
     ) -> None:
-        super().__init__(
-            reader,
-            plan,
-            batch_size,
-            config,
-            drop_last=drop_last,
-            epoch=0,
-            rank=0,
-            augment=replace(config.augment, enabled=False),
-        )
         self._study_of_video = np.asarray(reader.study_of_video, dtype=np.int64)
+        super().__init__(
+            reader, plan, batch_size, config, drop_last=drop_last, augment=replace(config.augment, enabled=False)
+        )
+
+    def _on_plan(self) -> None:
         videos = self._plan[:, self._col("video")]
         if len(videos) and videos.max() >= len(self._study_of_video):
             raise ValueError(
                 f"plan video {videos.max()} is outside reader.study_of_video with {len(self._study_of_video)} videos"
             )
 
-    def _read_batch(self, b: int) -> tuple[np.ndarray, None]:
+    def _read_batch(self, b: int) -> tuple[np.ndarray, None, None]:
         rows = self._rows(b)
-        return self._read(rows[:, self._col("video")], rows[:, self._col("start")]), None
+        return self._read(rows[:, self._col("video")], rows[:, self._col("start")]), None, None
 
     def _emit(self, rows: np.ndarray, x: torch.Tensor) -> tuple:
         assert x.shape[0] == len(rows), (x.shape, len(rows))
-        videos = rows[:, self._col("video")]
-        return x, self._to_device(videos), self._to_device(self._study_of_video[videos])
+        videos = rows[:, self._col("video")].copy()
+        return x, videos, self._study_of_video[videos]

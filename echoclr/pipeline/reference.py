@@ -1,9 +1,9 @@
 """Plain numpy/scipy reference of the clip augmentation, driven by explicit parameters.
 
 It computes what :func:`echoclr.pipeline.graph.augment_graph` computes, given the
-parameters the DALI pipeline drew (or parameters drawn here with numpy), one clip at a
-time. Tests replay the pipeline's draws through it; the loader benchmark uses it as the
-reference-style (per-item, CPU) implementation.
+parameters of a plan (or parameters drawn here with numpy), one clip at a time. Tests
+compare the kernels with it; the loader benchmark uses it as the reference-style
+(per-item, CPU) implementation.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from echoclr.data.sampling import ANGLE_UNITS_PER_DEG, AugmentDraws
 from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, MIN_RANGE, AugmentConfig
 
 
@@ -38,23 +39,44 @@ class AugmentParams:
                 f"flip {np.shape(self.flip)}, angle {np.shape(self.angle)}"
             )
 
+    @classmethod
+    def from_plan(cls, dy: np.ndarray, dx: np.ndarray, flip: np.ndarray, angle_mdeg: np.ndarray) -> AugmentParams:
+        """The parameters of ``n`` plan rows (one view's ``dy, dx, flip, angle_mdeg`` columns).
 
-def draw_params(rng: np.random.Generator, n: int, cfg: AugmentConfig) -> AugmentParams:
-    """Draw augmentation parameters with numpy, from the same distributions as the graph.
+        Args:
+            dy, dx, flip, angle_mdeg: int ``(n,)`` plan columns (see :mod:`echoclr.data.sampling`).
+
+        Returns:
+            :class:`AugmentParams` with ``angle = angle_mdeg / 1000`` degrees as float32.
+        """
+        shift = np.stack([np.asarray(dy), np.asarray(dx)], axis=1).astype(np.int64)  # 2 x (n,) -> (n, 2)
+        angle = (np.asarray(angle_mdeg, np.float64) / ANGLE_UNITS_PER_DEG).astype(np.float32)
+        return cls(shift=shift, flip=np.asarray(flip) != 0, angle=angle)
+
+    def __len__(self) -> int:
+        return len(self.flip)
+
+
+def draw_params(rng: np.random.Generator, n: int, draws: AugmentDraws) -> AugmentParams:
+    """Draw augmentation parameters with numpy, from the sampler's distributions.
+
+    For benchmarks and tests that feed a pipeline without a plan; training takes its
+    parameters from the plan (:meth:`AugmentParams.from_plan`).
 
     Args:
         rng: numpy generator.
         n: number of clips.
-        cfg: augmentation parameters (``enabled`` is not consulted).
+        draws: the distributions (pad, probabilities, angle bound).
 
     Returns:
-        :class:`AugmentParams` for ``n`` clips.
+        :class:`AugmentParams` for ``n`` clips, angles on the plan's 0.001-degree grid.
     """
-    shift = rng.integers(-cfg.pad, cfg.pad + 1, size=(n, 2))
-    flip = rng.random(n) < cfg.flip_p
-    rotate = rng.random(n) < cfg.rotate_p
-    angle = rng.uniform(-cfg.max_angle_deg, cfg.max_angle_deg, size=n) * rotate
-    return AugmentParams(shift=shift.astype(np.int64), flip=flip, angle=angle.astype(np.float32))
+    shift = rng.integers(-draws.pad, draws.pad + 1, size=(n, 2))
+    flip = rng.random(n) < draws.flip_p
+    rotate = rng.random(n) < draws.rotate_p
+    steps = round(draws.max_angle_deg * ANGLE_UNITS_PER_DEG)
+    mdeg = rng.integers(-steps, steps, size=n) * rotate
+    return AugmentParams.from_plan(shift[:, 0], shift[:, 1], flip, mdeg)
 
 
 def shift_clip(clip: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from echoclr.train.runtime import Runtime
 
 
 def loader_config(
-    *, clip_len: int, seed: int, runtime: Runtime, threads: int, augment: bool = True, kinetics: bool = False
+    *, clip_len: int, runtime: Runtime, threads: int, augment: bool = True, kinetics: bool = False
 ) -> LoaderConfig:
     channels = 3 if kinetics else 1
     return LoaderConfig(
@@ -27,7 +27,6 @@ def loader_config(
         dtype="float32",
         num_threads=threads,
         read_workers=max(1, threads // 2),
-        seed=seed,
     )
 
 
@@ -47,25 +46,21 @@ def pretrain_batches(
     method: str,
     clip_len: int,
     batch_size: int,
-    seed: int,
-    epoch: int,
-    first_item: int,
     runtime: Runtime,
     threads: int,
     size: int | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Pairs (MI-SimCLR, EchoCLR) or two views of one clip (SimCLR): ``(x_i, x_j, order_i, order_j)``.
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Pairs (MI-SimCLR, EchoCLR) or two views of one clip (SimCLR): ``(x, order)``, ``x`` ``(2n, C, T, H, W)``
+    with the views ``i`` of the batch's items first, then their views ``j`` (see :class:`PairLoader`).
 
-    ``plan`` indexes ``videos`` (the split's store positions); ``first_item`` is the plan's offset in its epoch.
+    ``plan`` indexes ``videos`` (the split's store positions); a resumed epoch passes the rest of its plan.
     """
     if len(plan) == 0:
         return
     subset = SubsetReader(reader, videos)
-    config = loader_config(clip_len=clip_len, seed=seed, runtime=runtime, threads=threads)
-    loader = PairLoader(subset, plan, batch_size, config, drop_last=True, epoch=epoch, rank=runtime.rank,
-                        first_item=first_item)
-    for x_i, x_j, order_i, order_j in loader:
-        yield _resize(x_i, size, runtime), _resize(x_j, size, runtime), order_i, order_j
+    config = loader_config(clip_len=clip_len, runtime=runtime, threads=threads)
+    for x, order in PairLoader(subset, plan, batch_size, config, drop_last=True):
+        yield _resize(x, size, runtime), order
 
 
 def labelled_batches(
@@ -76,18 +71,15 @@ def labelled_batches(
     label: str,
     clip_len: int,
     batch_size: int,
-    seed: int,
-    epoch: int,
     runtime: Runtime,
     threads: int,
     kinetics: bool,
     size: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Augmented labelled clips for fine-tuning: ``(x, y)``."""
+    """Augmented labelled clips for fine-tuning: ``(x, y)`` (the plan carries every augmentation parameter)."""
     subset = SubsetReader(reader, videos)
-    config = loader_config(clip_len=clip_len, seed=seed, runtime=runtime, threads=threads, kinetics=kinetics)
-    loader = SingleLoader(subset, plan, batch_size, config, label=label, drop_last=False, epoch=epoch,
-                          rank=runtime.rank)
+    config = loader_config(clip_len=clip_len, runtime=runtime, threads=threads, kinetics=kinetics)
+    loader = SingleLoader(subset, plan, batch_size, config, label=label, drop_last=False)
     for x, y in loader:
         yield _resize(x, size, runtime), y
 
@@ -106,7 +98,6 @@ def eval_batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Un-augmented clips and their store positions: ``(x, video)``."""
     subset = SubsetReader(reader, videos)
-    config = loader_config(clip_len=clip_len, seed=0, runtime=runtime, threads=threads, augment=False,
-                           kinetics=kinetics)
+    config = loader_config(clip_len=clip_len, runtime=runtime, threads=threads, augment=False, kinetics=kinetics)
     for x, video, _study in EvalLoader(subset, plan, batch_size, config):
-        yield _resize(x, size, runtime), torch.as_tensor(videos)[video.cpu()]
+        yield _resize(x, size, runtime), torch.from_numpy(videos[video])  # host indices: no GPU round trip

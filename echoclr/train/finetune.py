@@ -248,7 +248,7 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
         model.train()
         losses = []
         for x, y in labelled_batches(reader, plan, train, label=config.label, clip_len=config.clip_len,
-                                     batch_size=local_batch, seed=config.seed, epoch=epoch, runtime=runtime,
+                                     batch_size=local_batch, runtime=runtime,
                                      threads=config.runtime.loader_threads, kinetics=kinetics,
                                      size=config.runtime.size):
             # forward

@@ -176,18 +176,17 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
             plan = plan[step_in_epoch * local_batch : steps * local_batch]
             batches = pretrain_batches(
                 reader, plan, videos, method=config.method, clip_len=config.clip_len, batch_size=local_batch,
-                seed=config.seed, epoch=epoch, first_item=step_in_epoch * local_batch, runtime=runtime,
-                threads=config.runtime.loader_threads, size=config.runtime.size,
+                runtime=runtime, threads=config.runtime.loader_threads, size=config.runtime.size,
             )
             train_model.train()
             tick, clips_since = time.perf_counter(), 0
-            for x_i, x_j, order_i, order_j in batches:
-                # forward: both views in one batch, so batch-norm sees all clips of the step
+            for x, order in batches:
+                # forward: both views in one batch (the loader's layout), so batch-norm sees all clips of the step
                 with runtime.autocast():
-                    z, order_logits = train_model(torch.cat([x_i, x_j]))
+                    z, order_logits = train_model(x)
                     z_i, z_j = z.float().chunk(2)
                     # loss: NT-Xent over the global batch (+ frame order for EchoCLR)
-                    targets = torch.cat([order_i, order_j]) if config.reorder else None
+                    targets = order if config.reorder else None
                     logits = order_logits.float() if order_logits is not None else None
                     parts = criterion(z_i, z_j, logits, targets)
                 # backward
@@ -197,7 +196,7 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                 optimizer.step()
                 step_in_epoch += 1
                 global_step += 1
-                clips_since += 2 * len(x_i)
+                clips_since += len(x)
                 # log
                 if runtime.is_main and (global_step % config.runtime.log_every == 0 or step_in_epoch == steps):
                     last_loss = float(parts.total.detach())
