@@ -209,7 +209,8 @@ def test_gate_exit_codes_through_the_console_script(tmp_path: Path) -> None:
     assert doc["verdict"] == "slower" and doc["exit_code"] == 1 and doc["tolerance"] == 0.1
 
     missing = _gate(str(base), str(tmp_path / "missing"))
-    assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "missing does not exist" in missing.stderr
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")
+    assert "missing does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr + missing.stdout
     tol = _gate(str(base), str(slow), "--tolerance", "-3")
     assert tol.returncode == 2 and "--tolerance" in tol.stderr

@@ -235,8 +235,9 @@ def compare_results(
             report.unmatched.append({"bench": key[0], "machine": key[1], "name": "(whole run)", "file": str(path),
                                      "reason": "baseline run without a new run of the same bench and machine class"})
     if not paired:
+        new_runs = sorted((r["bench"], machine_tag(r["machine"])) for _, r in new)
         raise ValueError("no run in NEW has a baseline of the same bench and machine class "
-                         f"(baseline: {sorted(base_runs)}; new: {sorted((r['bench'], machine_tag(r['machine'])) for _, r in new)})")
+                         f"(baseline: {sorted(base_runs)}; new: {new_runs})")
     return report
 
 
@@ -320,7 +321,8 @@ def report_markdown(report: Report) -> str:
         lines.append(f"- `{run['bench']}` on `{run['machine']}`: baseline {b['created']} (load {b['load_avg'][0]} → "
                      f"{b['load_avg'][1]}, `{Path(b['file']).name}`) vs new {n['created']} (load {n['load_avg'][0]} "
                      f"→ {n['load_avg'][1]}, `{Path(n['file']).name}`)"
-                     + (f"; settings differ: {'; '.join(run['settings_differ'])}" if run["settings_differ"] else ""))
+                     + (f"; settings differ: {'; '.join(run['settings_differ'])}"
+                        if run["settings_differ"] else ""))
     lines += ["", "| bench | figure | settings | baseline median [q1–q3] | new median [q1–q3] | unit | change | noise "
               "| verdict | gated |", "|---|---|---|---:|---:|---|---:|---:|---|---|"]
     for c in report.comparisons:
