@@ -198,7 +198,7 @@ class EchoStore:
             raise StoreError(f"{location} exists and is not an echoclr store: refusing to replace it "
                              "(even with --overwrite); choose another --out")
         root = zarr.open_group(_zarr_store(location, read_only=False, storage_options=storage_options), mode="w")
-        root.attrs.update(
+        root.update_attributes(
             {
                 "schema": SCHEMA_NAME,
                 "schema_version": SCHEMA_VERSION,
@@ -237,7 +237,9 @@ class EchoStore:
             overwrite=True,
         )
         array[...] = frames
-        array.attrs.update({"complete": True, "record": record.to_json()})
+        # One metadata write: `attrs.update` would write once per key, and a kill between the writes would leave
+        # `complete` without its record.
+        array.update_attributes({"record": record.to_json(), "complete": True})
 
     def complete_record(self, key: str) -> VideoRecord | None:
         """The record of the complete video array ``key``, or None if it is absent or was never finished."""
@@ -246,7 +248,7 @@ class EchoStore:
         except KeyError:
             return None
         attrs = dict(array.attrs)
-        if not attrs.get("complete"):
+        if not attrs.get("complete") or "record" not in attrs:
             return None
         return VideoRecord.from_json(attrs["record"])
 
@@ -255,7 +257,7 @@ class EchoStore:
         found: dict[str, VideoRecord] = {}
         for key, array in self._root["videos"].arrays():
             attrs = dict(array.attrs)
-            if attrs.get("complete"):
+            if attrs.get("complete") and "record" in attrs:
                 found[key] = VideoRecord.from_json(attrs["record"])
         return found
 
@@ -320,7 +322,7 @@ class EchoStore:
                  extra_attrs: dict[str, Any] | None = None) -> None:
         old = {e["name"] for e in self._segments}
         n = sum(int(e["n"]) for e in entries)
-        self._root.attrs.update({"index": {"segments": entries, "n_videos": n}, **(extra_attrs or {})})
+        self._root.update_attributes({"index": {"segments": entries, "n_videos": n}, **(extra_attrs or {})})
         self._segments, self._parts, self._index, self._by_id = entries, parts, None, None
         group = self._index_group()
         for name in old - {e["name"] for e in entries}:
