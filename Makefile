@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 $(STAMP): pyproject.toml CMakeLists.txt $(wildcard csrc/*)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[dali,test]'
+	$(VENV)/bin/python -m pip install -q -e '.[dali,test,scale]'
 	touch $@
 
 demo: $(STAMP)
