@@ -334,7 +334,7 @@ class EchoStore:
             return []
         group = self._root["index"]
         live = {e["name"] for e in self._segments}
-        dead = [name for name in group.group_keys() if name not in live]
+        dead = [name for name in group.array_keys() if name not in live]
         for name in dead:
             _delete_member(group, name)
         return dead

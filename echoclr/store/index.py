@@ -15,8 +15,8 @@ kind       in memory                                 on disk (one zarr array per
 ``json``   ``bytes_ (N,)`` of ``json.dumps(value)``   as ``str``
 =========  ========================================  ===========================================
 
-A *segment* is one zarr group ``index/<name>`` holding a contiguous run of records, its column list in the
-group's attributes and its array metadata consolidated into the group's ``zarr.json`` (one read opens it). Its name
+A *segment* is one zarr ``uint8`` array ``index/<name>`` holding a contiguous run of records: the columns' bytes
+one after the other, and in its attributes where each column lies (one metadata read and a few chunks). Its name
 is a hash of its content, so the same records always give the same bytes and the same name. Segments are never
 modified: appending writes a new one (and merges tail segments like a binary counter, so an index of N records has
 at most ~log2(N / flush size) segments); the root's ``index`` attribute lists the live ones and is the only thing
@@ -28,10 +28,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -44,6 +42,7 @@ NULL = b"\xff"  # never valid UTF-8: the None of a text column
 LABEL_PREFIX = "labels:"
 _HEX = re.compile(r"^(?:[0-9a-f]{2})+$")
 _TEXT_KINDS = ("str", "list", "json")
+SEGMENT_CHUNK = 1 << 24  # bytes per compressed chunk of a segment (a 10⁶-video index is ~100 MB: a few chunks)
 
 
 class StoreIndex(Sequence[VideoRecord]):
@@ -228,47 +227,43 @@ def segment_name(index: StoreIndex) -> str:
 
 
 def write_segment(group: zarr.Group, index: StoreIndex) -> dict[str, Any]:
-    """Write ``index`` as a new segment under ``group`` (``<root>/index``); returns its entry for the root list."""
+    """Write ``index`` as a new segment under ``group`` (``<root>/index``); returns its entry for the root list.
+
+    A segment is one zarr ``uint8`` array holding every column's bytes one after the other (Zstd-compressed in
+    chunks of ``SEGMENT_CHUNK`` bytes); its attributes say where each column starts, its kind, dtype and shape. So
+    writing or opening a segment is one metadata object and a few chunks, on a local disk or an object store.
+    """
     name = segment_name(index)
-    columns = []
-    arrays = {}
-    for i, (column, (kind, array)) in enumerate(sorted(index.columns.items())):
-        columns.append({"name": column, "kind": kind, "array": f"c{i}"})
-        arrays[f"c{i}"] = _to_disk(kind, array)
-    segment = group.create_group(name, overwrite=True, attributes={"n": index.n, "columns": columns})
-    for key, data in arrays.items():
-        chunks = (max(1, min(len(data), 1 << 18)),) + data.shape[1:]
-        array = segment.create_array(key, shape=data.shape, dtype=data.dtype, chunks=chunks,
-                                     compressors=ZstdCodec(level=3), fill_value=0, overwrite=True)
-        if len(data):
-            array[...] = data
-    with _quiet_consolidation():
-        zarr.consolidate_metadata(segment.store, path=segment.path)  # one read of the group's zarr.json opens it
+    columns, blobs, offset = [], [], 0
+    for column, (kind, array) in sorted(index.columns.items()):
+        data = _to_disk(kind, array)
+        columns.append({"name": column, "kind": kind, "dtype": data.dtype.str, "shape": list(data.shape),
+                        "offset": offset, "nbytes": data.nbytes})
+        padding = -data.nbytes % 8  # every column starts 8-byte aligned, so it is viewed in place when read
+        blobs.append(data.tobytes() + bytes(padding))
+        offset += data.nbytes + padding
+    payload = np.frombuffer(b"".join(blobs), np.uint8)
+    chunk = max(1, min(len(payload), SEGMENT_CHUNK))
+    array = group.create_array(name, shape=payload.shape, dtype="uint8", chunks=(chunk,), compressors=ZstdCodec(level=3),
+                               fill_value=0, overwrite=True, attributes={"n": index.n, "columns": columns})
+    if len(payload):
+        array[...] = payload
     return {"name": name, "n": index.n}
 
 
-@contextmanager
-def _quiet_consolidation() -> Iterator[None]:
-    """Consolidated metadata is not yet in the zarr v3 spec (zarr-python warns); it only saves reads here: every
-    array it describes is also written with its own ``zarr.json``, so any zarr v3 reader can open the segments."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        yield
-
-
-def read_segments(group: zarr.Group, entries: Sequence[dict[str, Any]], threads: int = 8) -> StoreIndex:
-    """Read the listed segments (columns in parallel: each is one or a few chunk reads) into one index."""
+def read_segments(group: zarr.Group, entries: Sequence[dict[str, Any]]) -> StoreIndex:
+    """Read the listed segments (each: its metadata and its chunks, fetched concurrently by zarr) into one index."""
 
     def read_segment(entry: dict[str, Any]) -> StoreIndex:
-        with _quiet_consolidation():
-            segment = zarr.open_group(group.store, path=f"{group.path}/{entry['name']}", mode="r",
-                                      use_consolidated=True)
-        specs = segment.attrs["columns"]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            arrays = list(pool.map(lambda s: segment[s["array"]][...], specs))
-        columns = {s["name"]: (s["kind"], _from_disk(s["kind"], a)) for s, a in zip(specs, arrays)}
-        if int(segment.attrs["n"]) != entry["n"]:
-            raise ValueError(f"index segment {entry['name']} holds {segment.attrs['n']} records, the root says {entry['n']}")
+        array = zarr.open_array(group.store, path=f"{group.path}/{entry['name']}", mode="r")
+        if int(array.attrs["n"]) != entry["n"]:
+            raise ValueError(f"index segment {entry['name']} holds {array.attrs['n']} records, the root says {entry['n']}")
+        payload = array[...] if array.shape[0] else np.zeros(0, np.uint8)
+        columns = {}
+        for spec in array.attrs["columns"]:
+            raw = payload[spec["offset"]: spec["offset"] + spec["nbytes"]]
+            data = raw.view(np.dtype(spec["dtype"])).reshape(spec["shape"])
+            columns[spec["name"]] = (spec["kind"], _from_disk(spec["kind"], data))
         return StoreIndex(entry["n"], columns)
 
     if len(entries) <= 1:
