@@ -81,7 +81,7 @@ def test_create_never_replaces_a_prefix_that_is_not_a_store(s3):
 
 def test_ingest_info_pretrain_finetune_from_s3(s3, manifest, tmp_path):
     url = f"s3://{BUCKET}/store.zarr"
-    done = CliRunner().invoke(app, ["ingest", str(manifest), "--out", url, "--size", "16", "--workers", "2",
+    done = CliRunner().invoke(app, ["ingest", str(manifest), "--out", url, "--size", "16",
                                     "--storage-option", f"endpoint_url={s3.endpoint}"])
     assert done.exit_code == 0, done.output
     rows = read_manifest(manifest)
