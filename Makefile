@@ -13,7 +13,7 @@ BENCH_TOLERANCE ?= 10
 $(STAMP): pyproject.toml CMakeLists.txt $(wildcard csrc/*)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[dali,test]'
+	$(VENV)/bin/python -m pip install -q -e '.[dali,test,scale]'
 	touch $@
 
 demo: $(STAMP)

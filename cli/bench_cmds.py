@@ -131,6 +131,16 @@ def train(quick: Quick = False, out: Out = DEFAULT_OUT, work: Work = DEFAULT_WOR
     _write(result, out, overwrite)
 
 
+@bench_app.command("store")
+def store(quick: Quick = False, out: Out = DEFAULT_OUT, work: Work = DEFAULT_WORK, overwrite: Overwrite = False,
+          repeats: Repeats = None) -> None:
+    """Store index: open time, index update for 1,000 new videos, resume scan at 10^4-10^6 videos (local and S3)."""
+    from echoclr.bench.store import StoreBenchConfig, run_store_bench
+
+    config = StoreBenchConfig.smoke() if quick else StoreBenchConfig()
+    _write(run_store_bench(_with_repeats(config, "repeats", repeats), work, quick=quick), out, overwrite)
+
+
 @bench_app.command("table")
 def table(results: Annotated[Path, typer.Argument(help="Results folder.")] = DEFAULT_OUT,
           include_quick: Annotated[bool, typer.Option(help="Also use --quick results.")] = False) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from rich.table import Table
 from echoclr.cli.progress import progress_callback
 
 console = Console(stderr=True)
+StorageOptions = Annotated[Optional[list[str]], typer.Option(
+    "--storage-option", help="fsspec option for a URL store, key=value (repeatable), e.g. "
+    "endpoint_url=http://127.0.0.1:9000; credentials also come from the standard environment variables.")]
 
 
 def synth(
@@ -63,13 +66,20 @@ def ingest(
     min_prob: Annotated[float, typer.Option(help="With --view-model: keep videos whose mean probability of "
                                             "--keep-view (as the top class) is at least this.")] = 0.5,
     view_frames: Annotated[int, typer.Option(help="With --view-model: frames per video given to it.")] = 10,
+    engine: Annotated[str, typer.Option(help="Where tasks run: 'local' (process pool) or 'dask' (one task per study on "
+                                             "a Dask cluster).")] = "local",
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address (tcp://host:8786) for --engine dask; "
+                                                          "default: a LocalCluster of --workers processes.")] = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Decode, de-identify (sector mask), resize and store videos; a rerun resumes where the last one stopped."""
     from echoclr.ingest import ManifestError, ViewFilter, ViewModelError, join_labels, rows_for
     from echoclr.ingest.runner import REPORT_NAME, ingest_rows
     from echoclr.store import PreprocessConfig, StoreError
+    from echoclr.store.options import parse_storage_options
 
     try:
+        options = parse_storage_options(storage_option)
         if (view_model is None) != (keep_view is None):
             raise ValueError("--view-model and --keep-view go together: pass both (or neither)")
         view_filter = None if view_model is None else ViewFilter(str(view_model), keep_view, min_prob, view_frames)
@@ -84,8 +94,9 @@ def ingest(
                               f"and were ignored: {shown}[/yellow]")
         with progress_callback("ingesting videos") as progress:
             result = ingest_rows(rows, out, preprocess=preprocess, workers=workers, overwrite=overwrite,
-                                 progress=progress, view_filter=view_filter)
-    except (ManifestError, StoreError, ViewModelError, FileNotFoundError, ValueError) as exc:
+                                 progress=progress, view_filter=view_filter,
+                                 engine=engine, scheduler=scheduler, storage_options=options)
+    except (ManifestError, StoreError, ViewModelError, FileNotFoundError, ValueError, ImportError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     for failure in result.failures:
@@ -105,13 +116,15 @@ def ingest(
 def info(
     store: Annotated[str, typer.Argument(help="Store: a local path or an fsspec URL.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Counts of videos, studies and frames per split and label."""
     from echoclr.store import StoreError, open_store
+    from echoclr.store.options import parse_storage_options
 
     try:
-        summary = open_store(store).summary()
-    except (FileNotFoundError, StoreError) as exc:
+        summary = open_store(store, storage_options=parse_storage_options(storage_option)).summary()
+    except (FileNotFoundError, StoreError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     if as_json:
@@ -140,7 +153,32 @@ def print_summary(summary: dict) -> None:
         out.print(f"flag {flag}: {count} videos")
 
 
+store_app = typer.Typer(help="Store maintenance.", no_args_is_help=True)
+
+
+@store_app.command("upgrade")
+def upgrade(
+    store: Annotated[str, typer.Argument(help="Store: a local path or an fsspec URL.")],
+    storage_option: StorageOptions = None,
+) -> None:
+    """Rewrite an older store's index in the current schema (every video array is kept; safe to rerun)."""
+    from echoclr.store import StoreError, upgrade_store
+    from echoclr.store.options import parse_storage_options
+
+    try:
+        done = upgrade_store(store, storage_options=parse_storage_options(storage_option))
+    except (FileNotFoundError, StoreError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if done["upgraded"]:
+        console.print(f"upgraded {store} from schema v{done['from_version']} to v{done['to_version']} "
+                      f"({done['n_videos']} videos)")
+    else:
+        console.print(f"{store} is already schema v{done['to_version']} ({done['n_videos']} videos): nothing to do")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(synth)
     app.command()(ingest)
     app.command()(info)
+    app.add_typer(store_app, name="store")

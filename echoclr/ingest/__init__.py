@@ -7,7 +7,7 @@ from echoclr.ingest.label_join import LabelJoin, join_labels
 from echoclr.ingest.manifest import ManifestError, ManifestRow, assign_splits, read_manifest, validate_rows
 from echoclr.ingest.preprocess import preprocess_frames, sector_mask, to_gray
 from echoclr.ingest.mimic_echo import mimic_echo_rows
-from echoclr.ingest.runner import REPORT_NAME, STILL_IMAGE, Failure, IngestResult, ingest_one, ingest_rows
+from echoclr.ingest.runner import REPORT_NAME, STILL_IMAGE, Failure, IngestResult, ingest_one, ingest_rows, ingest_study
 from echoclr.ingest.view_filter import ViewFilter, ViewModelError, load_view_classifier
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "load_view_classifier",
     "lvh_label",
     "mimic_echo_rows",
+    "ingest_study",
     "preprocess_frames",
     "read_manifest",
     "rows_for",

@@ -1,26 +1,37 @@
 """Ingest: manifest rows → decoded, preprocessed, stored videos, in parallel, resumable, failures reported.
 
-Each video is one independent task (decode, mask, resize, write its own array), so a process pool — or a cluster
-engine mapping :func:`ingest_one` — runs them without any shared state. A rerun skips the videos whose array is
-complete and whose source file has the same SHA-256; anything else is (re)written. The index and the failure report
-are rewritten at the end of every run, so a killed run leaves a valid store and a rerun completes it.
+One task per study (decode, mask, resize, write each of its videos' own array) runs on an engine
+(:mod:`echoclr.ingest.engines`: a local process pool or Dask) without any shared state. A rerun skips the videos
+whose source file has the same SHA-256 as the one recorded for them: the index says so for indexed videos (no read
+of their arrays); a video written by an interrupted run but not yet indexed is checked through its array's
+``complete`` attribute. Anything else is (re)written.
+
+The index is published as the run goes, in runs of ``INDEX_FLUSH`` records of the manifest-order prefix that is
+done, at absolute positions; at the end the rest is appended (or, if earlier records changed, the index is
+rewritten). So the index only ever lists complete videos, a killed run leaves a valid store whose index covers most
+of the work done, and an interrupted-then-resumed ingest writes the same files as an uninterrupted one.
+
+Known limit: if a source file changes, a run rewriting its video is killed before publishing, and the file is then
+changed back, the rerun trusts the index (same SHA-256) and keeps the newer frames. Rerun with ``--overwrite`` (or
+touch nothing in between) when sources are edited back and forth.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from echoclr.ingest.decode import DecodeError, decode_file
+from echoclr.ingest.engines import run_tasks
 from echoclr.ingest.manifest import ManifestRow
 from echoclr.ingest.preprocess import preprocess_frames
 from echoclr.ingest.view_filter import ViewFilter, classifier_for
-from echoclr.store import EchoStore, PreprocessConfig, VideoRecord
+from echoclr.store import EchoStore, PreprocessConfig, StoreIndex, VideoRecord
+from echoclr.store.echo_store import INDEX_FLUSH
 from echoclr.store.schema import SHORT_VIDEO_FRAMES
 
 SHORT_FLAG = f"shorter_than_{SHORT_VIDEO_FRAMES}_frames"
@@ -68,10 +79,11 @@ def file_sha256(path: Path) -> str:
 _STORES: dict[str, EchoStore] = {}
 
 
-def _store_for(location: str) -> EchoStore:
-    store = _STORES.get(location)
+def _store_for(location: str, storage_options: Mapping[str, Any] | None = None) -> EchoStore:
+    cache_key = json.dumps([location, dict(storage_options or {})], sort_keys=True, default=str)
+    store = _STORES.get(cache_key)
     if store is None:
-        store = _STORES[location] = EchoStore.open(location, mode="r+")
+        store = _STORES[cache_key] = EchoStore.open(location, mode="r+", storage_options=storage_options)
     return store
 
 
@@ -80,19 +92,27 @@ def _excluded(row: ManifestRow, reason: str) -> Outcome:
 
 
 def ingest_one(
-    row: ManifestRow, location: str, preprocess: PreprocessConfig, view_filter: ViewFilter | None = None
+    row: ManifestRow,
+    location: str,
+    preprocess: PreprocessConfig,
+    indexed: VideoRecord | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    view_filter: ViewFilter | None = None,
 ) -> Outcome:
     """Ingest one manifest row into the store at ``location``; never raises for bad input (returns a failure).
 
     A single-frame source (a still image) is excluded, not failed. With ``view_filter``, the view model runs on the
     preprocessed frames and a video it does not keep is excluded (and not written).
+
+    Args:
+        indexed: the row's record in the store's index, if it has one (then its array is not read to resume).
     """
     try:
         sha = file_sha256(row.path)
     except OSError as exc:
         return Outcome("failed", failure=Failure(row.row, str(row.path), row.video_id, f"cannot read file: {exc}"))
-    store = _store_for(location)
-    existing = store.complete_record(row.key)
+    store = _store_for(location, storage_options)
+    existing = indexed if indexed is not None and indexed.source_sha256 == sha else store.complete_record(row.key)
     if existing is not None and existing.source_sha256 == sha:
         wanted = replace(existing, video_id=row.video_id, study_id=row.study_id, split=row.split, labels=row.labels)
         if view_filter is not None:  # the stored frames are what the model saw when the video was written
@@ -139,8 +159,55 @@ def ingest_one(
     return Outcome("written", record=record)
 
 
-def _ingest_task(args: tuple[ManifestRow, str, PreprocessConfig, ViewFilter | None]) -> Outcome:
-    return ingest_one(*args)
+def ingest_study(
+    rows: Sequence[ManifestRow],
+    indexed: Sequence[VideoRecord | None],
+    location: str,
+    preprocess: PreprocessConfig,
+    storage_options: Mapping[str, Any] | None = None,
+    view_filter: ViewFilter | None = None,
+) -> list[Outcome]:
+    """Ingest the videos of one study (one engine task): :func:`ingest_one` for each row, in order."""
+    return [ingest_one(row, location, preprocess, known, storage_options, view_filter)
+            for row, known in zip(rows, indexed)]
+
+
+def indexed_records(index: StoreIndex, rows: Sequence[ManifestRow]) -> list[VideoRecord | None]:
+    """Each row's record in the index (by array key), or None: the resume plan, from the index alone."""
+    if not len(index):
+        return [None] * len(rows)
+    position = {key.decode(): i for i, key in enumerate(index.text("key"))}
+    return [index.record(position[row.key]) if row.key in position else None for row in rows]
+
+
+class _Publisher:
+    """Publishes the manifest-order prefix of finished records in runs of ``INDEX_FLUSH`` at absolute positions,
+    appending to the existing index while it is a prefix of this run's records."""
+
+    def __init__(self, store: EchoStore, base: StoreIndex) -> None:
+        self.store = store
+        self.base = base
+        self.records: list[VideoRecord] = []
+        self.published = base.n
+        self.diverged = False
+
+    def add(self, record: VideoRecord) -> None:
+        position = len(self.records)
+        self.records.append(record)
+        if not self.diverged and position < self.base.n and self.base.record(position) != record:
+            self.diverged = True
+        while self._appending() and len(self.records) >= (boundary := (self.published // INDEX_FLUSH + 1) * INDEX_FLUSH):
+            self.store.append_index(self.records[self.published:boundary])
+            self.published = boundary
+
+    def _appending(self) -> bool:
+        return not self.diverged and len(self.records) >= self.base.n
+
+    def finish(self) -> None:
+        if self._appending():
+            self.store.append_index(self.records[self.published:])
+        else:
+            self.store.write_index(self.records)
 
 
 def ingest_rows(
@@ -152,6 +219,9 @@ def ingest_rows(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     view_filter: ViewFilter | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> IngestResult:
     """Ingest validated manifest rows into a store (created, or resumed if it exists with the same preprocessing).
 
@@ -159,37 +229,50 @@ def ingest_rows(
         rows: from :func:`echoclr.ingest.read_manifest` or an adapter.
         location: the store (local path or fsspec URL).
         preprocess: preprocessing parameters (the paper's by default).
-        workers: processes; 1 runs in this process.
-        overwrite: delete whatever is at ``location`` first.
-        progress: called with (done, total) after each video.
+        workers: processes (local engine; 1 runs in this process) or LocalCluster workers (dask engine).
+        overwrite: replace the echoclr store at ``location`` (never anything else).
+        progress: called with (videos done, total) after each study's task finishes.
         view_filter: keep only the videos a user's view model assigns to one view (see ``view_filter.py``).
+        engine: ``"local"`` or ``"dask"`` (see :func:`echoclr.ingest.engines.run_tasks`).
+        scheduler: Dask scheduler address (dask engine); a LocalCluster is started when None.
+        storage_options: fsspec options for a URL store (credentials, ``endpoint_url``).
 
     Returns:
         The result; failures and exclusions are also written to ``ingest_report.json`` in the store.
 
     Raises:
+        StoreError: ``location`` holds something else (see :meth:`EchoStore.create`).
         ViewModelError, FileNotFoundError: the view model cannot be used (checked before any video is read).
     """
     preprocess = preprocess or PreprocessConfig()
     if view_filter is not None:
         classifier_for(view_filter)
     location = str(location)
-    store = EchoStore.create(location, preprocess, overwrite=overwrite)
-    _STORES.pop(location, None)
-    tasks = [(row, location, preprocess, view_filter) for row in rows]
-    outcomes: list[Outcome] = []
-    if workers <= 1:
-        for i, task in enumerate(tasks, 1):
-            outcomes.append(_ingest_task(task))
-            if progress:
-                progress(i, len(tasks))
-    else:
-        context = multiprocessing.get_context("spawn")  # zarr runs an event-loop thread: never fork after it starts
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            for i, outcome in enumerate(pool.map(_ingest_task, tasks, chunksize=1), 1):
-                outcomes.append(outcome)
-                if progress:
-                    progress(i, len(tasks))
+    store = EchoStore.create(location, preprocess, overwrite=overwrite, storage_options=storage_options)
+    _STORES.clear()
+    base = store.records
+    known = indexed_records(base, rows)
+    studies: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        studies.setdefault(row.study_id, []).append(i)
+    groups = list(studies.values())
+    tasks = [([rows[i] for i in g], [known[i] for i in g], location, preprocess, storage_options, view_filter)
+             for g in groups]
+
+    outcomes: list[Outcome | None] = [None] * len(rows)
+    publisher = _Publisher(store, base)
+    next_row, done = 0, 0
+    for position, results in run_tasks(ingest_study, tasks, engine=engine, workers=workers, scheduler=scheduler):
+        for i, outcome in zip(groups[position], results):
+            outcomes[i] = outcome
+        while next_row < len(rows) and outcomes[next_row] is not None:
+            if outcomes[next_row].status not in ("failed", "excluded"):
+                publisher.add(outcomes[next_row].record)
+            next_row += 1
+        done += len(groups[position])
+        if progress:
+            progress(done, len(rows))
+    publisher.finish()
 
     result = IngestResult(store=store)
     for outcome in outcomes:
@@ -202,7 +285,6 @@ def ingest_rows(
         result.records.append(outcome.record)
         result.n_written += outcome.status == "written"
         result.n_skipped += outcome.status == "skipped"
-    store.write_index(result.records)
     report = {
         "n_rows": len(rows),
         "n_ingested": len(result.records),

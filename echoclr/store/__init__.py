@@ -1,6 +1,8 @@
 """The zarr v3 echo store: preprocessed videos, their index, labels and splits."""
 
 from echoclr.store.echo_store import EchoStore, StoreError, open_store
+from echoclr.store.index import StoreIndex
+from echoclr.store.upgrade import upgrade_store
 from echoclr.store.reader import ClipReader
 from echoclr.store.schema import SCHEMA_NAME, SCHEMA_VERSION, SPLITS, PreprocessConfig, VideoRecord
 
@@ -12,6 +14,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "SPLITS",
     "StoreError",
+    "StoreIndex",
     "VideoRecord",
     "open_store",
+    "upgrade_store",
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from numcodecs import blosc
 
-from echoclr.store.echo_store import EchoStore, _is_url, _local_path, open_store
+from echoclr.store.echo_store import EchoStore, open_store
 
 
 class ClipReader:
@@ -33,27 +33,19 @@ class ClipReader:
     def __init__(self, store: EchoStore | str | Path, *, threads: int = 4, direct: bool = True) -> None:
         self.store = store if isinstance(store, EchoStore) else open_store(store)
         records = self.store.records
-        if not records:
+        if not len(records):
             raise ValueError(f"{self.store.location} holds no videos: ingest some first")
         self.size = self.store.preprocess.size
         self.chunk_frames = self.store.preprocess.chunk_frames
-        self.n_frames = np.array([r.n_frames for r in records], dtype=np.int64)
-        self.study_ids = sorted({r.study_id for r in records})
-        study_index = {s: i for i, s in enumerate(self.study_ids)}
-        self.study_of_video = np.array([study_index[r.study_id] for r in records], dtype=np.int64)
-        self.video_ids = [r.video_id for r in records]
-        self.splits = np.array([r.split for r in records])
-        self._keys = [r.key for r in records]
+        self.n_frames = records.column("n_frames").astype(np.int64)
+        study_bytes, self.study_of_video = np.unique(records.column("study_id"), return_inverse=True)
+        self.study_ids = [s.decode() for s in study_bytes]
+        self.study_of_video = self.study_of_video.astype(np.int64).reshape(-1)
+        self.video_ids = [v.decode() for v in records.column("video_id")]
+        self.splits = np.array([s.decode() for s in records.column("split")])
+        self._keys = [k.decode() for k in records.column("key")]
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="echoclr-read")
-        self._fs = None
-        self._root = self.store.location.rstrip("/")
-        if _is_url(self.store.location):
-            import fsspec
-
-            self._fs, self._root = fsspec.core.url_to_fs(self.store.location)
-            self._root = self._root.rstrip("/")
-        else:
-            self._root = str(_local_path(self.store.location))
+        self._fs, self._root = self.store.filesystem()
         self.direct = direct
         if direct:
             self._check_layout(self._keys[0])
@@ -69,8 +61,7 @@ class ClipReader:
         """
         if name not in self.store.label_names:
             raise KeyError(f"label {name!r} is not in {self.store.location}; it has {self.store.label_names}")
-        values = [r.labels.get(name) for r in self.store.records]
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+        return self.store.records.label(name).astype(np.float32)
 
     # ---------------------------------------------------------------- reading
     def read_clips(

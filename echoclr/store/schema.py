@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 SCHEMA_NAME = "echoclr.store"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: columnar index segments (1: JSON index in the root attributes)
 SPLITS = ("train", "val", "test", "ext_test")
 # Videos shorter than this (the fine-tuning clip length) are kept and flagged: they are zero-padded at the end.
 SHORT_VIDEO_FRAMES = 16
