@@ -45,19 +45,15 @@ def ingest(
     mask_source: Annotated[str, typer.Option(help="Sector mask from the 'max' over frames or the 'first' frame.")] = "max",
 ) -> None:
     """Decode, de-identify (sector mask), resize and store videos; a rerun resumes where the last one stopped."""
-    from echoclr.ingest import ManifestError, rows_for
+    from echoclr.ingest import rows_for
     from echoclr.ingest.runner import REPORT_NAME, ingest_rows
-    from echoclr.store import PreprocessConfig, StoreError
+    from echoclr.store import PreprocessConfig
 
-    try:
-        preprocess = PreprocessConfig(size=size, mask_source=mask_source)
-        rows = rows_for(manifest, split_seed=split_seed)
-        with progress_callback("ingesting videos") as progress:
-            result = ingest_rows(rows, out, preprocess=preprocess, workers=workers, overwrite=overwrite,
-                                 progress=progress)
-    except (ManifestError, StoreError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    preprocess = PreprocessConfig(size=size, mask_source=mask_source)
+    rows = rows_for(manifest, split_seed=split_seed)
+    with progress_callback("ingesting videos") as progress:
+        result = ingest_rows(rows, out, preprocess=preprocess, workers=workers, overwrite=overwrite,
+                             progress=progress)
     for failure in result.failures:
         console.print(f"[red]failed[/red] line {failure.row}: {failure.reason}")
     console.print(
@@ -74,13 +70,9 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Counts of videos, studies and frames per split and label."""
-    from echoclr.store import StoreError, open_store
+    from echoclr.store import open_store
 
-    try:
-        summary = open_store(store).summary()
-    except (FileNotFoundError, StoreError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    summary = open_store(store).summary()
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))
         return

@@ -89,27 +89,23 @@ def experiment(
     from echoclr.eval import BootstrapConfig, ExperimentConfig, run_experiment
     from echoclr.train import FinetuneConfig, PretrainConfig, RuntimeConfig
 
-    try:
-        runtime = RuntimeConfig(device=device, loader_threads=threads, size=size)
-        config = ExperimentConfig(
-            finetune=FinetuneConfig(label=label, lr=lr, clip_len=clip_len, batch_size=batch_size,
-                                    max_epochs=max_epochs, patience=patience, class_weights=class_weights,
-                                    eval_clips=eval_clips, seed=seed, subset_seed=subset_seed, runtime=runtime),
-            methods=_items(methods),
-            inits=_items(inits),
-            ratios=_ratios(ratios),
-            pretrain=PretrainConfig(clip_len=pretrain_clip_len, temperature=temperature, lr=pretrain_lr,
-                                    batch_size=pretrain_batch_size, epochs=pretrain_epochs, seed=seed,
-                                    runtime=RuntimeConfig(device=device, loader_threads=threads, size=size,
-                                                          max_steps=max_pretrain_steps)),
-            bootstrap=BootstrapConfig(n_boot=n_boot, seed=boot_seed, ci_rule=ci_rule.value),
-            reference=reference,
-            splits=_items(splits),
-        )
-        result = run_experiment(store, out, config, on_log=_log)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # bad weights are a ValueError too
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    runtime = RuntimeConfig(device=device, loader_threads=threads, size=size)
+    config = ExperimentConfig(
+        finetune=FinetuneConfig(label=label, lr=lr, clip_len=clip_len, batch_size=batch_size,
+                                max_epochs=max_epochs, patience=patience, class_weights=class_weights,
+                                eval_clips=eval_clips, seed=seed, subset_seed=subset_seed, runtime=runtime),
+        methods=_items(methods),
+        inits=_items(inits),
+        ratios=_ratios(ratios),
+        pretrain=PretrainConfig(clip_len=pretrain_clip_len, temperature=temperature, lr=pretrain_lr,
+                                batch_size=pretrain_batch_size, epochs=pretrain_epochs, seed=seed,
+                                runtime=RuntimeConfig(device=device, loader_threads=threads, size=size,
+                                                      max_steps=max_pretrain_steps)),
+        bootstrap=BootstrapConfig(n_boot=n_boot, seed=boot_seed, ci_rule=ci_rule.value),
+        reference=reference,
+        splits=_items(splits),
+    )
+    result = run_experiment(store, out, config, on_log=_log)
     typer.echo(result.results_md.read_text())
     console.print(f"trained {len(result.trained)} runs, skipped {len(result.skipped)} finished ones; "
                   f"report: {result.report_md} ({result.report_html.name}), table: {result.results_csv}")

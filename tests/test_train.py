@@ -136,6 +136,16 @@ def test_finetune_writes_predictions_and_restores_best(tiny_store, tmp_path):
     assert done.exit_code == 0, done.output
     pngs = sorted((tmp_path / "cam").glob("gradcam_*.png"))
     assert len(pngs) == 2 and all(p.stat().st_size > 1000 for p in pngs)
+    # the same overlays again: refused without --overwrite (the files are untouched), replaced with it
+    before = {p: p.stat().st_mtime_ns for p in pngs}
+    again_cam = CliRunner().invoke(app, ["gradcam", str(tmp_path / "ft"), str(tiny_store), "--out",
+                                         str(tmp_path / "cam"), "--n", "2"])
+    assert again_cam.exit_code == 2 and "--overwrite" in again_cam.output
+    assert {p: p.stat().st_mtime_ns for p in pngs} == before
+    replaced = CliRunner().invoke(app, ["gradcam", str(tmp_path / "ft"), str(tiny_store), "--out",
+                                        str(tmp_path / "cam"), "--n", "2", "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert all(p.stat().st_mtime_ns > before[p] for p in pngs)
 
 
 def test_learning_rate_rule_follows_the_paper():

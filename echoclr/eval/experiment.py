@@ -401,9 +401,11 @@ def run_experiment(
 
     Raises:
         FileNotFoundError: the store or the Kinetics-400 weights file does not exist.
-        FileExistsError: a run folder in ``out_dir`` was made with other settings.
+        FileExistsError: a run folder in ``out_dir`` was made with other settings, or ``out_dir`` is a non-empty
+            folder that is not an experiment.
         ValueError: the label or splits do not fit the store, or a config cannot work with the data.
     """
+    from echoclr.overwrite import OverwriteRefusedError
     from echoclr.store import open_store
     from echoclr.train.finetune import build_encoder
 
@@ -415,6 +417,11 @@ def run_experiment(
     for spec in config.inits:
         if spec.startswith("kinetics:"):
             build_encoder(config.init_spec("kinetics", out))  # fail now, not after hours of pretraining
+    if out.exists() and any(out.iterdir()) and not (out / "experiment.json").is_file():
+        # the report, tables and plots would be written over whatever the folder holds
+        raise OverwriteRefusedError(
+            f"{out} is not empty and is not an experiment folder (no experiment.json): choose another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "experiment.json", config.to_json())
 

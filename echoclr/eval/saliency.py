@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from echoclr.eval.gradcam import PAPER_CLIP_LEN, animate, first_clip, gradcam, overlay_png, saliency_2d
 from echoclr.models import Classifier, Encoder, kinetics_standardize
+from echoclr.overwrite import refuse_existing
 from echoclr.pipeline.reference import minmax_normalize
 from echoclr.store import open_store
 from echoclr.train.checkpoint import load_checkpoint, resolve_checkpoint
@@ -54,6 +55,7 @@ def gradcam_overlays(
     split: str = "test",
     device: str = "cpu",
     gif: bool = False,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write one Grad-CAM overlay PNG (and optionally a GIF) per video.
 
@@ -63,6 +65,7 @@ def gradcam_overlays(
     Raises:
         KeyError: a video id is not in the store.
         ValueError: the checkpoint is not a fine-tuned classifier.
+        FileExistsError: an overlay of these videos is already in ``out_dir`` and ``overwrite`` is False.
     """
     out_dir = Path(out_dir)
     torch_device = torch.device(device)
@@ -75,6 +78,9 @@ def gradcam_overlays(
     chosen = video_ids or most_confident_videos(folder, split, n)
     if not chosen:
         chosen = [store.records[i].video_id for i in store.select([split])[:n]]
+    extensions = ("png", "gif") if gif else ("png",)
+    outputs = [out_dir / f"gradcam_{v.replace('/', '_')}.{ext}" for v in chosen for ext in extensions]
+    refuse_existing(outputs, overwrite=overwrite)
     written = []
     for video_id in chosen:
         index = store.index_of(video_id)

@@ -26,12 +26,13 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from echoclr._version import __version__
+from echoclr.errors import UsageError
 from echoclr.store.schema import SCHEMA_NAME, SCHEMA_VERSION, PreprocessConfig, VideoRecord
 
 _INDEX_FIELDS = ("video_id", "study_id", "split", "n_frames", "fps", "key", "source_sha256", "labels", "flags")
 
 
-class StoreError(RuntimeError):
+class StoreError(UsageError, RuntimeError):
     """A store that is missing, of another schema, or used in a way that would lose data."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from numcodecs import blosc
 
+from echoclr.errors import UnknownNameError
 from echoclr.store.echo_store import EchoStore, _is_url, _local_path, open_store
 
 
@@ -68,7 +69,9 @@ class ClipReader:
             KeyError: no video has this label.
         """
         if name not in self.store.label_names:
-            raise KeyError(f"label {name!r} is not in {self.store.location}; it has {self.store.label_names}")
+            raise UnknownNameError(
+                f"label {name!r} is not in {self.store.location}; it has {self.store.label_names}: pass one of those"
+            )
         values = [r.labels.get(name) for r in self.store.records]
         return np.array([np.nan if v is None else v for v in values], dtype=np.float32)
 

@@ -190,6 +190,24 @@ class FinetuneConfig:
         return {"kind": "finetune", **data}
 
 
+# RuntimeConfig fields that change results and so are science, not runtime: the clip size models are trained at
+SCIENCE_RUNTIME_FIELDS = ("size",)
+
+
+def science_json(data: dict[str, Any]) -> dict[str, Any]:
+    """The part of a saved config (``to_json()``) that a resumed run must match.
+
+    Everything except how the run uses the machine: device, precision switches, compile, loader threads, logging
+    and checkpoint cadence and ``max_steps`` (which may grow to extend a run) may change between a run and its
+    resumption; the clip ``size`` may not. The number of processes is not in the config: the checkpoint records it
+    and the trainer re-shards or refuses (see ``pretrain``).
+    """
+    data = dict(data)
+    runtime = data.get("runtime") or {}
+    data["runtime"] = {k: runtime.get(k) for k in SCIENCE_RUNTIME_FIELDS}
+    return data
+
+
 def config_from_json(data: dict[str, Any]) -> PretrainConfig | FinetuneConfig:
     """Rebuild a saved config (the ``kind`` key says which)."""
     data = dict(data)

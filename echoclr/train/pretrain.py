@@ -19,8 +19,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from echoclr.data import SamplerConfig, common_steps, plan_epoch, rank_item_counts
+from echoclr.distributed import all_ranks_succeed, broadcast_object
+from echoclr.errors import UsageError
 from echoclr.losses import EchoCLRLoss
 from echoclr.models import Encoder, PretrainModel
+from echoclr.overwrite import OverwriteRefusedError
 from echoclr.store import ClipReader, open_store
 from echoclr.train.batches import pretrain_batches
 from echoclr.train.checkpoint import (
@@ -32,13 +35,13 @@ from echoclr.train.checkpoint import (
     set_rng_state,
     write_json,
 )
-from echoclr.train.config import PretrainConfig, config_from_json
+from echoclr.train.config import PretrainConfig, science_json
 from echoclr.train.runtime import Runtime, setup_runtime, teardown_runtime
 
 METRICS_NAME = "metrics.jsonl"
 
 
-class RunExistsError(FileExistsError):
+class RunExistsError(UsageError, FileExistsError):
     """The run folder holds another run; resume it, or pass --overwrite to start over."""
 
 
@@ -55,9 +58,25 @@ def build_pretrain_model(config: PretrainConfig) -> PretrainModel:
     return PretrainModel(Encoder(), clip_len=config.clip_len, reorder=config.reorder)
 
 
+def _saved_kind(run_dir: Path) -> str | None:
+    """The ``kind`` of the run config in ``run_dir`` (``pretrain``, ``finetune``); None without one."""
+    try:
+        return str(json.loads((run_dir / CONFIG_NAME).read_text()).get("kind"))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (ValueError, AttributeError):
+        return "unknown"
+
+
 def _prepare_run_dir(run_dir: Path, config: PretrainConfig, *, resume: bool, overwrite: bool) -> dict | None:
     """Returns the checkpoint to resume from, or None for a fresh run."""
     checkpoint = run_dir / CHECKPOINT_NAME
+    saved_kind = _saved_kind(run_dir)
+    if saved_kind not in (None, "pretrain"):
+        # another command's run: neither --overwrite nor a fresh run may replace its config.json
+        raise OverwriteRefusedError(
+            f"{run_dir} holds a {saved_kind} run, not a pretraining run: choose another --out"
+        )
     if overwrite and run_dir.exists():
         for name in (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME):
             (run_dir / name).unlink(missing_ok=True)
@@ -68,11 +87,14 @@ def _prepare_run_dir(run_dir: Path, config: PretrainConfig, *, resume: bool, ove
                 f"{run_dir} already holds a pretraining run: pass --resume to continue it or --overwrite to start over"
             )
         state = load_checkpoint(checkpoint)
-        saved = config_from_json(json.loads(state["config"]))
-        if saved != config:
-            raise ValueError(
-                f"{run_dir} was started with a different config; resume with the same options or use another --out.\n"
-                f"saved: {saved}\nasked: {config}"
+        saved, asked = science_json(json.loads(state["config"])), science_json(config.to_json())
+        if saved != asked:
+            changed = sorted(k for k in set(saved) | set(asked) if saved.get(k) != asked.get(k))
+            raise UsageError(
+                f"{run_dir} was started with a different config ({', '.join(changed)}: saved "
+                f"{[saved.get(k) for k in changed]}, asked {[asked.get(k) for k in changed]}); resume with the same "
+                "options (threads, logging, checkpoint cadence, --max-steps and the device may change) or use "
+                "another --out"
             )
         return state
     return None
@@ -104,31 +126,25 @@ def pretrain(
     run_dir = Path(run_dir)
     runtime = setup_runtime(config.runtime)
     try:
-        return _pretrain(store_location, run_dir, config, runtime, resume=resume, overwrite=overwrite, on_log=on_log)
-    finally:
-        teardown_runtime(runtime)
+        result = _pretrain(store_location, run_dir, config, runtime, resume=resume, overwrite=overwrite,
+                           on_log=on_log)
+    except BaseException:
+        teardown_runtime(runtime, failed=True)
+        raise
+    teardown_runtime(runtime)
+    return result
 
 
 def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Runtime, *, resume, overwrite, on_log):
-    state = _prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite) if runtime.is_main else None
-    if runtime.distributed:
-        state = _broadcast_object(state)
-    store = open_store(store_location)
-    videos = np.array(store.select([config.split]), dtype=np.int64)
-    if len(videos) == 0:
-        raise ValueError(f"{store.location} has no videos in split {config.split!r}")
-    reader = ClipReader(store, threads=config.runtime.loader_threads)
+    # setup: an error on any rank (rank 0's folder checks, a missing store) stops every rank here, before the
+    # broadcast and DDP's collectives, instead of leaving the others waiting in them
+    with all_ranks_succeed():
+        state = _prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite) if runtime.is_main else None
+    state = broadcast_object(state)
+    with all_ranks_succeed():
+        store, reader, videos, sampler, local_batch = _open_data(store_location, config, runtime)
     study_of_video = reader.study_of_video[videos]
     n_frames = reader.n_frames[videos]
-    sampler = SamplerConfig(
-        mode="pairs" if config.multi_instance else "single",
-        clip_len=config.clip_len,
-        seed=config.seed,
-        reorder=config.reorder,
-    )
-    if config.batch_size % runtime.world_size:
-        raise ValueError(f"batch_size {config.batch_size} must divide evenly over {runtime.world_size} ranks")
-    local_batch = config.batch_size // runtime.world_size
 
     model = build_pretrain_model(config).to(runtime.device, memory_format=runtime.memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, **runtime.adam_options)
@@ -227,9 +243,19 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
     return PretrainResult(run_dir, global_step, epoch, last_loss)
 
 
-def _broadcast_object(value: Any) -> Any:
-    import torch.distributed as dist
-
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+def _open_data(store_location, config: PretrainConfig, runtime: Runtime):
+    """The store, its reader, the split's videos, the sampler and the per-rank batch."""
+    store = open_store(store_location)
+    videos = np.array(store.select([config.split]), dtype=np.int64)
+    if len(videos) == 0:
+        raise ValueError(f"{store.location} has no videos in split {config.split!r}")
+    if config.batch_size % runtime.world_size:
+        raise ValueError(f"batch_size {config.batch_size} must divide evenly over {runtime.world_size} ranks")
+    reader = ClipReader(store, threads=config.runtime.loader_threads)
+    sampler = SamplerConfig(
+        mode="pairs" if config.multi_instance else "single",
+        clip_len=config.clip_len,
+        seed=config.seed,
+        reorder=config.reorder,
+    )
+    return store, reader, videos, sampler, config.batch_size // runtime.world_size
