@@ -64,7 +64,8 @@ def experiment(
         Optional[int], typer.Option(min=1, help="Stop each pretraining after this many steps.")
     ] = None,
     pretrain_batch_size: Annotated[int, typer.Option(min=1, help="Pretraining global batch (pairs).")] = 392,
-    pretrain_lr: Annotated[float, typer.Option(help="Pretraining Adam learning rate.")] = 0.1,
+    pretrain_lr: Annotated[float, typer.Option(help="Pretraining Adam learning rate (the paper's: 0.1, which "
+                                                    "diverged in this project's short runs).")] = 1e-4,
     pretrain_clip_len: Annotated[int, typer.Option(min=1, help="Pretraining clip frames K.")] = 4,
     temperature: Annotated[float, typer.Option(help="NT-Xent temperature (paper 0.5).")] = 0.5,
     lr: Annotated[Optional[float], typer.Option(help="Fixed fine-tuning lr (default: the paper's rule).")] = None,

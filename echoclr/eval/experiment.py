@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from echoclr.eval.bootstrap import BootstrapConfig, paired_bootstrap_test
-from echoclr.eval.inference import file_sha256, prediction_metrics
+from echoclr.eval.inference import prediction_metrics
+from echoclr.files import file_sha256
 from echoclr.jsonio import write_json
 from echoclr.eval.predictions import align_studies, read_predictions
 from echoclr.eval.report import (

@@ -8,7 +8,6 @@ are rewritten at the end of every run, so a killed run leaves a valid store and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from echoclr.files import file_sha256
 from echoclr.ingest.decode import DecodeError, decode_file
 from echoclr.ingest.manifest import ManifestRow
 from echoclr.ingest.preprocess import preprocess_frames
@@ -52,14 +52,6 @@ class IngestResult:
     n_written: int = 0
     n_skipped: int = 0
     failures: list[Failure] = field(default_factory=list)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _STORES: dict[str, EchoStore] = {}

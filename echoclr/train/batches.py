@@ -62,7 +62,8 @@ def pretrain_batches(
         return
     subset = SubsetReader(reader, videos)
     config = loader_config(clip_len=clip_len, seed=seed, runtime=runtime, threads=threads)
-    loader = PairLoader(subset, plan, batch_size, config, drop_last=True, epoch=epoch, rank=runtime.rank,
+    # drop_last=False: every pair of the epoch is used, the last batch may be partial (NT-Xent takes any size)
+    loader = PairLoader(subset, plan, batch_size, config, drop_last=False, epoch=epoch, rank=runtime.rank,
                         first_item=first_item)
     for x_i, x_j, order_i, order_j in loader:
         yield _resize(x_i, size, runtime), _resize(x_j, size, runtime), order_i, order_j

@@ -419,16 +419,14 @@ def write_predictions(out_dir: Path, split: str, reader: ClipReader, videos: np.
         for v, score in zip(videos, scores):
             writer.writerow([reader.study_ids[reader.study_of_video[v]], reader.video_ids[v], int(labels[v]),
                              f"{score:.6f}"])
-    by_study: dict[str, list[float]] = {}
-    study_label: dict[str, int] = {}
-    for v, score in zip(videos, scores):
-        study = reader.study_ids[reader.study_of_video[v]]
-        by_study.setdefault(study, []).append(float(score))
-        study_label[study] = int(labels[v])
+    from echoclr.eval.predictions import aggregate_to_studies  # the one per-study rule: mean over its videos
+
+    studies = aggregate_to_studies([reader.study_ids[reader.study_of_video[v]] for v in videos],
+                                   labels[videos].astype(np.int64), scores, source=str(video_path))
     study_path = out_dir / f"predictions_{split}.csv"
     with study_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["study_id", "label", "score"])
-        for study in sorted(by_study):
-            writer.writerow([study, study_label[study], f"{np.mean(by_study[study]):.6f}"])
+        for study, label, score in zip(studies.study_ids, studies.labels, studies.scores):
+            writer.writerow([study, int(label), f"{score:.6f}"])
     return study_path

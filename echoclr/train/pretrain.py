@@ -8,7 +8,9 @@ that never stopped (exactly, on the CPU).
 from __future__ import annotations
 
 import json
+import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from echoclr.data import SamplerConfig, common_steps, plan_epoch, rank_item_counts
+from echoclr.data import EpochPlan, SamplerConfig, plan_epoch, rank_item_counts
 from echoclr.distributed import all_ranks_succeed, broadcast_object
 from echoclr.errors import UsageError
 from echoclr.losses import EchoCLRLoss
@@ -35,7 +37,7 @@ from echoclr.train.checkpoint import (
     set_rng_state,
     write_json,
 )
-from echoclr.train.config import PretrainConfig, science_json
+from echoclr.train.config import DEFAULT_PRETRAIN_LR, PAPER_PRETRAIN_LR, PretrainConfig, science_json
 from echoclr.train.runtime import Runtime, setup_runtime, teardown_runtime
 
 METRICS_NAME = "metrics.jsonl"
@@ -53,6 +55,36 @@ class PretrainResult:
     last_loss: float | None
 
 
+class CollapseWatch:
+    """Warns once when NT-Xent sits at log(2n - 1), the value of identical embeddings (a collapsed projector).
+
+    Random initial embeddings also score close to log(2n - 1), so only ``patience`` consecutive logged values all
+    within ``tol`` of it (after the first ``patience`` records) count: a training loss moves, a collapsed one does not.
+    """
+
+    def __init__(self, *, lr: float, tol: float = 1e-3, patience: int = 10) -> None:
+        self.lr, self.tol, self.patience = lr, tol, patience
+        self.seen = self.run = 0
+        self.warned = False
+
+    def observe(self, contrastive: float, n_pairs: int) -> bool:
+        """Record one logged contrastive loss of a global batch of ``n_pairs``; True when it warned now."""
+        self.seen += 1
+        floor = math.log(max(2 * n_pairs - 1, 1))
+        self.run = self.run + 1 if abs(contrastive - floor) < self.tol else 0
+        if self.warned or self.seen <= self.patience or self.run < self.patience:
+            return False
+        self.warned = True
+        warnings.warn(
+            f"the contrastive loss has sat at log(2n-1) = {floor:.4f} for {self.run} logged steps: the embeddings "
+            f"have collapsed to one point and the encoder learns nothing. Lower --lr (now {self.lr:g}; "
+            f"{DEFAULT_PRETRAIN_LR:g} is the default that trains, the paper's {PAPER_PRETRAIN_LR:g} diverges in short runs)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return True
+
+
 def build_pretrain_model(config: PretrainConfig) -> PretrainModel:
     torch.manual_seed(config.seed)
     return PretrainModel(Encoder(), clip_len=config.clip_len, reorder=config.reorder)
@@ -68,7 +100,8 @@ def _saved_kind(run_dir: Path) -> str | None:
         return "unknown"
 
 
-def _prepare_run_dir(run_dir: Path, config: PretrainConfig, *, resume: bool, overwrite: bool) -> dict | None:
+def _prepare_run_dir(run_dir: Path, config: PretrainConfig, *, resume: bool, overwrite: bool,
+                     world_size: int) -> dict | None:
     """Returns the checkpoint to resume from, or None for a fresh run."""
     checkpoint = run_dir / CHECKPOINT_NAME
     saved_kind = _saved_kind(run_dir)
@@ -96,6 +129,17 @@ def _prepare_run_dir(run_dir: Path, config: PretrainConfig, *, resume: bool, ove
                 "options (threads, logging, checkpoint cadence, --max-steps and the device may change) or use "
                 "another --out"
             )
+        progress = state["progress"]
+        saved_world = int(progress.get("world_size", 1))
+        if saved_world != world_size and int(progress["step"]) != 0:
+            # mid-epoch, the items already used are those of a plan sharded over saved_world ranks: a plan for
+            # another world size cannot continue it exactly. At an epoch boundary the next epoch is simply
+            # planned for the new world size.
+            raise UsageError(
+                f"{run_dir} was checkpointed mid-epoch (epoch {progress['epoch']}, step {progress['step']}) with "
+                f"{saved_world} process(es); resume it with {saved_world} (torchrun --nproc-per-node "
+                f"{saved_world}), or with {world_size} from a checkpoint at an epoch boundary"
+            )
         return state
     return None
 
@@ -115,12 +159,18 @@ def pretrain(
         store_location: the echoclr store (path or URL).
         run_dir: output folder: ``checkpoint.pt`` (latest), ``config.json``, ``metrics.jsonl``.
         config: method and hyperparameters (the paper's by default).
-        resume: continue the run in ``run_dir`` from its last checkpoint (same epoch, same item, same RNG).
+        resume: continue the run in ``run_dir`` from its last checkpoint (same epoch, same item, same RNG). Runtime
+            settings may change (threads, logging and checkpoint cadence, ``max_steps``, the device); the number of
+            processes may change at an epoch boundary (the next epoch is planned for it) and is refused mid-epoch.
         overwrite: discard an existing run in ``run_dir``.
         on_log: called on the main rank with each metrics record.
 
+    Every item of an epoch is used once: the last batch may be partial, and under torchrun a rank with fewer items
+    than the busiest rank repeats its first items so that all ranks run the same number of steps.
+
     Raises:
         RunExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+        UsageError: ``resume`` with another science config, or mid-epoch with another number of processes.
         ValueError: the config cannot work with this data (e.g. a batch larger than the epoch).
     """
     run_dir = Path(run_dir)
@@ -139,7 +189,8 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
     # setup: an error on any rank (rank 0's folder checks, a missing store) stops every rank here, before the
     # broadcast and DDP's collectives, instead of leaving the others waiting in them
     with all_ranks_succeed():
-        state = _prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite) if runtime.is_main else None
+        state = (_prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite, world_size=runtime.world_size)
+                 if runtime.is_main else None)
     state = broadcast_object(state)
     with all_ranks_succeed():
         store, reader, videos, sampler, local_batch = _open_data(store_location, config, runtime)
@@ -169,27 +220,37 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "progress": {"epoch": epoch_, "step": step_, "global_step": global_step},
+                    "progress": {"epoch": epoch_, "step": step_, "global_step": global_step,
+                                 "world_size": runtime.world_size},
                     "rng": rng_state(),
                     "config": json.dumps(config.to_json()),
                 },
             )
 
     last_loss = None
+    collapse = CollapseWatch(lr=config.lr)
     max_steps = config.runtime.max_steps
     metrics_file = (run_dir / METRICS_NAME).open("a") if runtime.is_main else None
     try:
         while epoch < config.num_epochs and (max_steps is None or global_step < max_steps):
             counts = rank_item_counts(sampler, study_of_video, n_frames, epoch=epoch, world_size=runtime.world_size)
-            steps = common_steps(counts, local_batch)
-            if steps == 0:
+            if int(counts.sum()) < config.batch_size:
                 raise ValueError(
                     f"batch_size {config.batch_size} is larger than an epoch of {int(counts.sum())} "
                     f"{'pairs' if config.multi_instance else 'videos'}: lower --batch-size"
                 )
+            if int(counts.min()) == 0:
+                raise ValueError(
+                    f"a rank has no {'pairs' if config.multi_instance else 'videos'} in epoch {epoch} (fewer studies "
+                    f"than {runtime.world_size} ranks): use fewer processes"
+                )
+            # every item of the epoch is used: the last batch may be partial, and ranks with fewer items than the
+            # busiest one repeat their first items so that every rank runs the same number of steps (DDP)
+            longest = int(counts.max())
+            steps = math.ceil(longest / local_batch)
             plan = plan_epoch(sampler, study_of_video, n_frames, epoch=epoch, rank=runtime.rank,
                               world_size=runtime.world_size)
-            plan = plan[step_in_epoch * local_batch : steps * local_batch]
+            plan = _padded(plan, longest)[step_in_epoch * local_batch :]
             batches = pretrain_batches(
                 reader, plan, videos, method=config.method, clip_len=config.clip_len, batch_size=local_batch,
                 seed=config.seed, epoch=epoch, first_item=step_in_epoch * local_batch, runtime=runtime,
@@ -228,6 +289,7 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                     metrics_file.flush()
                     if on_log:
                         on_log(record)
+                    collapse.observe(record["contrastive"], len(x_i) * runtime.world_size)
                     tick, clips_since = time.perf_counter(), 0
                 if global_step % config.runtime.checkpoint_every == 0:
                     checkpoint(epoch, step_in_epoch)
@@ -241,6 +303,14 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
             metrics_file.close()
         reader.close()
     return PretrainResult(run_dir, global_step, epoch, last_loss)
+
+
+def _padded(plan: EpochPlan, n_items: int) -> EpochPlan:
+    """``plan`` lengthened to ``n_items`` by repeating its items from the start (a rank with fewer items)."""
+    if len(plan) >= n_items or len(plan) == 0:
+        return plan
+    index = np.arange(n_items) % len(plan)  # (n_items,): 0..len-1, then 0.. again
+    return EpochPlan(plan.mode, {name: col[index] for name, col in plan.fields.items()})
 
 
 def _open_data(store_location, config: PretrainConfig, runtime: Runtime):
