@@ -59,6 +59,7 @@ def pretrain(
     max_steps: MaxSteps = None,
     size: Size = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
+    log_every: Annotated[int, typer.Option(help="Steps between metric lines.")] = 10,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Discard an existing run in --out.")] = False,
 ) -> None:
@@ -68,7 +69,8 @@ def pretrain(
 
     config = PretrainConfig(method=method, clip_len=clip_len, temperature=temperature, lr=lr,
                             batch_size=batch_size, epochs=epochs, seed=seed,
-                            runtime=_runtime(device, amp, compile_, threads, max_steps, size, checkpoint_every))
+                            runtime=_runtime(device, amp, compile_, threads, max_steps, size, checkpoint_every,
+                                             log_every))
     result = run(store, out, config, resume=resume, overwrite=overwrite, on_log=_log)
     console.print(f"pretraining stopped at step {result.global_step} (epoch {result.epochs_done}); run in {out}")
 

@@ -211,7 +211,7 @@ def test_finetune_from_ssl_run_and_strict_loading(tiny_store, tmp_path):
 def test_torchrun_two_process_pretraining_on_cpu(tiny_store, tmp_path):
     command = [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-port", "29517", "-m", "echoclr.cli.app",
                "pretrain", str(tiny_store), "--out", str(tmp_path / "ddp"), "--device", "cpu", "--batch-size", "4",
-               "--epochs", "1", "--max-steps", "2", "--threads", "1"]
+               "--epochs", "1", "--max-steps", "2", "--threads", "1", "--log-every", "1"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]

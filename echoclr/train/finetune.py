@@ -294,8 +294,8 @@ def rank_share(plan: EpochPlan, batch_size: int, rank: int, world_size: int) -> 
 
     Global batch ``k`` is ``plan[k * batch_size : (k + 1) * batch_size]``; rank ``r`` takes share ``r`` of
     ``np.array_split`` of it, so the ranks together see exactly the single-process batches. A last partial batch
-    with fewer items than ranks is dropped (a rank without items would miss the step's gradient all-reduce); with
-    one process nothing is dropped.
+    that would leave a rank fewer than 2 clips is dropped: batch-norm needs 2 values per channel in training (with
+    one process that is a last batch of 1 clip), and a rank without clips would miss the gradient all-reduce.
 
     Returns:
         The rank's plan, and the global size of each of its batches (the loss divides by it).
@@ -304,7 +304,7 @@ def rank_share(plan: EpochPlan, batch_size: int, rank: int, world_size: int) -> 
     positions, sizes = [], []
     for first in range(0, n, batch_size):
         batch = np.arange(first, min(first + batch_size, n))
-        if len(batch) < world_size:
+        if len(batch) < 2 * world_size:
             break
         positions.append(np.array_split(batch, world_size)[rank])
         sizes.append(len(batch))
@@ -378,6 +378,10 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
         # log: one all-reduce per epoch for the mean training loss over every item of every rank
         if runtime.distributed:
             dist.all_reduce(loss_sum)
+            # batch-norm running statistics were last updated from each rank's own share; evaluate every rank
+            # with rank 0's, as DDP itself does at the start of each training forward (broadcast_buffers)
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
         n_items = sum(global_sizes)
         train_loss = float(loss_sum) / n_items if n_items else math.nan
         val_scores = predict_videos(model, reader, val, clip_len=config.clip_len, n_clips=config.eval_clips,
