@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from echoclr.errors import EchoclrError
+
 console = Console(width=None if Console().is_terminal else 200)  # full rows in logs and pipes
 bench_app = typer.Typer(help="Throughput benchmarks (JSON results with machine, versions and settings).",
                         no_args_is_help=True)
@@ -125,9 +127,8 @@ def train(quick: Quick = False, out: Out = DEFAULT_OUT, work: Work = DEFAULT_WOR
     config = replace(config, **{k: v for k, v in (("steps", steps), ("size", size)) if v is not None})
     try:
         result = run_train_bench(_with_repeats(config, "repeats", repeats), work)
-    except RuntimeError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    except RuntimeError as exc:  # e.g. CUDA asked for without a GPU: the run failed, exit 1 (echoclr.errors)
+        raise EchoclrError(str(exc)) from exc
     _write(result, out, overwrite)
 
 
@@ -149,8 +150,7 @@ def table(results: Annotated[Path, typer.Argument(help="Results folder.")] = DEF
 
     text = results_markdown(latest_results(results, include_quick=include_quick))
     if not text:
-        console.print(f"[red]error:[/red] no benchmark results in {results}")
-        raise typer.Exit(1)
+        raise EchoclrError(f"no benchmark results in {results}: run `echoclr bench ingest|loader|train` first")
     typer.echo(text)
 
 

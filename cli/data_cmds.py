@@ -73,32 +73,28 @@ def ingest(
     storage_option: StorageOptions = None,
 ) -> None:
     """Decode, de-identify (sector mask), resize and store videos; a rerun resumes where the last one stopped."""
-    from echoclr.ingest import ManifestError, ViewFilter, ViewModelError, join_labels, rows_for
+    from echoclr.ingest import ViewFilter, join_labels, rows_for
     from echoclr.ingest.runner import REPORT_NAME, ingest_rows
-    from echoclr.store import PreprocessConfig, StoreError
+    from echoclr.store import PreprocessConfig
     from echoclr.store.options import parse_storage_options
 
-    try:
-        options = parse_storage_options(storage_option)
-        if (view_model is None) != (keep_view is None):
-            raise ValueError("--view-model and --keep-view go together: pass both (or neither)")
-        view_filter = None if view_model is None else ViewFilter(str(view_model), keep_view, min_prob, view_frames)
-        preprocess = PreprocessConfig(size=size, mask_source=mask_source)
-        rows = rows_for(manifest, split_seed=split_seed, lvh_threshold_cm=lvh_threshold_cm)
-        if labels is not None:
-            joined = join_labels(rows, labels, labels_key)
-            rows = joined.rows
-            if joined.unknown_ids:
-                shown = ", ".join(joined.unknown_ids[:10]) + (" ..." if len(joined.unknown_ids) > 10 else "")
-                console.print(f"[yellow]{len(joined.unknown_ids)} {labels_key} value(s) of {labels} match no video "
-                              f"and were ignored: {shown}[/yellow]")
-        with progress_callback("ingesting videos") as progress:
-            result = ingest_rows(rows, out, preprocess=preprocess, workers=workers, overwrite=overwrite,
-                                 progress=progress, view_filter=view_filter,
-                                 engine=engine, scheduler=scheduler, storage_options=options)
-    except (ManifestError, StoreError, ViewModelError, FileNotFoundError, ValueError, ImportError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    options = parse_storage_options(storage_option)
+    if (view_model is None) != (keep_view is None):
+        raise ValueError("--view-model and --keep-view go together: pass both (or neither)")
+    view_filter = None if view_model is None else ViewFilter(str(view_model), keep_view, min_prob, view_frames)
+    preprocess = PreprocessConfig(size=size, mask_source=mask_source)
+    rows = rows_for(manifest, split_seed=split_seed, lvh_threshold_cm=lvh_threshold_cm)
+    if labels is not None:
+        joined = join_labels(rows, labels, labels_key)
+        rows = joined.rows
+        if joined.unknown_ids:
+            shown = ", ".join(joined.unknown_ids[:10]) + (" ..." if len(joined.unknown_ids) > 10 else "")
+            console.print(f"[yellow]{len(joined.unknown_ids)} {labels_key} value(s) of {labels} match no video "
+                          f"and were ignored: {shown}[/yellow]")
+    with progress_callback("ingesting videos") as progress:
+        result = ingest_rows(rows, out, preprocess=preprocess, workers=workers, overwrite=overwrite,
+                             progress=progress, view_filter=view_filter,
+                             engine=engine, scheduler=scheduler, storage_options=options)
     for failure in result.failures:
         console.print(f"[red]failed[/red] line {failure.row}: {failure.reason}")
     for skipped in result.excluded:
@@ -119,14 +115,10 @@ def info(
     storage_option: StorageOptions = None,
 ) -> None:
     """Counts of videos, studies and frames per split and label."""
-    from echoclr.store import StoreError, open_store
+    from echoclr.store import open_store
     from echoclr.store.options import parse_storage_options
 
-    try:
-        summary = open_store(store, storage_options=parse_storage_options(storage_option)).summary()
-    except (FileNotFoundError, StoreError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    summary = open_store(store, storage_options=parse_storage_options(storage_option)).summary()
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))
         return

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from echoclr.cli.progress import progress_callback
+from echoclr.cli.train_cmds import parse_ratios
 
 console = Console(stderr=True)
 
@@ -31,15 +32,11 @@ def demo(
     """
     from echoclr.demo import DemoConfig, run_demo
 
-    try:
-        config = DemoConfig(out=out, n_studies=studies, label=label, seed=seed, workers=workers, device=device,
-                            ratios=tuple(float(r) for r in ratios.split(",") if r.strip()),
-                            pretrain_steps=pretrain_steps)
-        with progress_callback("demo") as progress:
-            result = run_demo(config, overwrite=overwrite, progress=progress, log=console.print)
-    except (ValueError, FileExistsError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    config = DemoConfig(out=out, n_studies=studies, label=label, seed=seed, workers=workers, device=device,
+                        ratios=parse_ratios(ratios),
+                        pretrain_steps=pretrain_steps)
+    with progress_callback("demo") as progress:
+        result = run_demo(config, overwrite=overwrite, progress=progress, log=console.print)
     out_console = Console()
     if result.results_md is not None:
         out_console.print(Markdown(result.results_md.read_text()))

@@ -99,20 +99,16 @@ def compare(
     """AUROC/AUPR with bootstrap CIs for A and B, and a one-sided paired test that A beats B."""
     from echoclr.eval import BootstrapConfig, compare_predictions, read_predictions
 
-    try:
-        config = BootstrapConfig(
-            n_boot=n_boot, seed=seed, stratified=bool(stratified), ci_rule=ci_rule.value
-        )
-        result = compare_predictions(
-            read_predictions(a),
-            read_predictions(b),
-            config,
-            test_stratified=True if stratified is None else stratified,
-            intersect=intersect,
-        )
-    except (ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=1) from None
+    config = BootstrapConfig(
+        n_boot=n_boot, seed=seed, stratified=bool(stratified), ci_rule=ci_rule.value
+    )
+    result = compare_predictions(
+        read_predictions(a),
+        read_predictions(b),
+        config,
+        test_stratified=True if stratified is None else stratified,
+        intersect=intersect,
+    )
     if json_output:
         typer.echo(json.dumps(_finite_or_none(result.to_dict())))
     else:
@@ -154,15 +150,11 @@ def run(
 
     if out is None:
         out = (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval"
-    try:
-        config = InferenceConfig(
-            split=split, label=label, n_clips=clips, batch_size=batch_size, device=device, size=size,
-            threads=threads, bootstrap=BootstrapConfig(n_boot=n_boot, seed=seed, ci_rule=ci_rule.value),
-        )
-        result = evaluate_checkpoint(checkpoint, store, out, config, overwrite=overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # mismatched weights are a ValueError too
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=1) from None
+    config = InferenceConfig(
+        split=split, label=label, n_clips=clips, batch_size=batch_size, device=device, size=size,
+        threads=threads, bootstrap=BootstrapConfig(n_boot=n_boot, seed=seed, ci_rule=ci_rule.value),
+    )
+    result = evaluate_checkpoint(checkpoint, store, out, config, overwrite=overwrite)
     m = result.metrics
     level = f"{round(m['ci_level'] * 100)}%"
     typer.echo(

@@ -20,16 +20,14 @@ def gradcam(
     split: Annotated[str, typer.Option(help="Split to take videos from when --videos is not given.")] = "test",
     gif: Annotated[bool, typer.Option(help="Also write an animated GIF over the 32 frames.")] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    overwrite: Annotated[bool, typer.Option(help="Replace overlays of the same videos already in --out.")] = False,
 ) -> None:
     """Grad-CAM on layer4 over the first 32 frames, max over time, overlaid on the first frame."""
     from echoclr.eval.saliency import gradcam_overlays
 
     chosen = [v.strip() for v in videos.split(",") if v.strip()] if videos else None
-    try:
-        paths = gradcam_overlays(checkpoint, store, out, video_ids=chosen, n=n, split=split, device=device, gif=gif)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    paths = gradcam_overlays(checkpoint, store, out, video_ids=chosen, n=n, split=split, device=device, gif=gif,
+                             overwrite=overwrite)
     for path in paths:
         console.print(f"wrote {path}")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,7 +114,8 @@ def run_demo(
     """Run the demo into ``config.out``; finished stages are kept and skipped on a rerun.
 
     Raises:
-        FileExistsError: ``config.out`` holds something that is not this demo and ``overwrite`` is False.
+        FileExistsError: ``config.out`` holds something that is not this demo and ``overwrite`` is False, or
+            ``overwrite`` is True but ``config.out`` is not a demo folder (no marker) or holds the working directory.
     """
     import torch
 
@@ -123,6 +123,7 @@ def run_demo(
     from echoclr.eval.saliency import gradcam_overlays
     from echoclr.ingest import read_manifest
     from echoclr.ingest.runner import ingest_rows
+    from echoclr.overwrite import remove_owned_folder
     from echoclr.synth import SynthConfig, generate_dataset
 
     out = Path(config.out)
@@ -130,8 +131,9 @@ def run_demo(
     settings = {"n_studies": config.n_studies, "label": config.label, "ratios": list(config.ratios),
                 "pretrain_steps": config.pretrain_steps, "finetune_epochs": config.finetune_epochs,
                 "seed": config.seed, "device": config.device}
-    if overwrite and out.exists():
-        shutil.rmtree(out)
+    if overwrite:
+        # only a folder this demo made (it holds the marker) is deleted; never the user's other files
+        remove_owned_folder(out, owned=marker.is_file(), what="a demo folder", sign=DEMO_MARKER)
     if out.exists() and any(out.iterdir()):
         if not marker.exists():
             raise FileExistsError(f"{out} is not empty and is not a demo folder: pass --overwrite or choose another --out")
@@ -185,7 +187,7 @@ def run_demo(
     stage(4, "Grad-CAM overlays of the EchoCLR-initialised model (most confident test positives)")
     best_cell = out / "experiment" / "finetune" / "echoclr" / f"ratio_{max(config.ratios):g}"
     cams = gradcam_overlays(best_cell, store_path, out / "gradcam", n=4, split="test",
-                            device="cuda" if gpu else "cpu")
+                            device="cuda" if gpu else "cpu", overwrite=True)  # the demo's own folder
 
     stage(5, "report")
     headline = _headline(result.rows, min(config.ratios))

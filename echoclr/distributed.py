@@ -7,11 +7,28 @@ branch on whether training is distributed.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["all_gather", "gather_sizes", "is_dist", "rank", "world_size"]
+from echoclr.errors import EchoclrError
+
+__all__ = [
+    "RankFailedError",
+    "all_gather",
+    "all_gather_objects",
+    "gather_sizes",
+    "all_ranks_succeed",
+    "broadcast_object",
+    "is_dist",
+    "rank",
+    "raise_if_any_rank_failed",
+    "world_size",
+]
 
 
 def is_dist() -> bool:
@@ -109,3 +126,67 @@ def all_gather(tensor: Tensor, sizes: list[int] | None = None) -> list[Tensor]:
     if world_size() == 1:
         return [tensor]
     return list(_GatherWithGrad.apply(tensor, sizes))
+
+
+class RankFailedError(EchoclrError):
+    """Another rank of the job raised; this rank stops too instead of waiting in the next collective."""
+
+
+def broadcast_object(value: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``value`` on every rank (picklable objects, tensors included); identity when not distributed."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_gather_objects(value: Any) -> list[Any]:
+    """Every rank's ``value``, in rank order; ``[value]`` when not distributed."""
+    if world_size() == 1:
+        return [value]
+    boxes: list[Any] = [None] * world_size()
+    dist.all_gather_object(boxes, value)
+    return boxes
+
+
+def raise_if_any_rank_failed(error: BaseException | None) -> None:
+    """Collective: every rank passes its own exception (or None); if any rank failed, every rank raises.
+
+    The failing rank re-raises its own exception; the others raise :class:`RankFailedError` naming the rank and
+    its message. Call it before the next collective after any step that can fail on one rank only (reading a
+    file, validating a folder), so no rank is left waiting in a collective the failed rank never reaches.
+
+    Raises:
+        BaseException: this rank's ``error``.
+        RankFailedError: another rank failed.
+    """
+    if world_size() == 1:
+        if error is not None:
+            raise error
+        return
+    messages = all_gather_objects(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(r, m) for r, m in enumerate(messages) if m is not None]
+    if failed:
+        r, message = failed[0]
+        raise RankFailedError(f"rank {r} of {world_size()} failed, so this rank stops too: {message}")
+
+
+@contextlib.contextmanager
+def all_ranks_succeed() -> Iterator[None]:
+    """Run the block on every rank; if it raises on any rank, it raises on all (see :func:`raise_if_any_rank_failed`).
+
+    Example::
+
+        with all_ranks_succeed():
+            state = prepare_folder() if is_main else None   # may raise on rank 0 only
+        state = broadcast_object(state)                      # reached by all ranks, or by none
+    """
+    error: BaseException | None = None
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - re-raised below on this rank, reported to the others
+        error = exc
+    raise_if_any_rank_failed(error)

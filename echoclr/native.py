@@ -25,7 +25,3 @@ def native() -> ModuleType:
             "`pip install -e .` (or `make test`, which builds it)."
         )
     return _native_module
-
-
-def has_native() -> bool:
-    return _native_module is not None

@@ -342,5 +342,5 @@ def test_cli_compare_table_and_errors(tmp_path):
     assert "AUROC [95% CI]" in r.stdout and "p =" in r.stdout
     bad = _write_csv(tmp_path / "bad.csv", ["study_id", "label"], [("S000", 1)])
     r = CliRunner().invoke(app, ["eval", "compare", str(fa), str(bad), "--json"])
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # bad input: the same exit code in every command (echoclr.errors)
     assert "bad.csv" in r.stderr and "missing column 'score'" in r.stderr and r.stdout == ""

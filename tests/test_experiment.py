@@ -186,22 +186,22 @@ def test_eval_run_reproduces_finetune_predictions_and_their_auroc(grid, grid_sto
     np.testing.assert_allclose(studies.scores, read_predictions(cell / "predictions_test.csv").scores, atol=1e-5)
 
     again = runner.invoke(app, args)
-    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert again.exit_code == 2 and "--overwrite" in again.output
 
 
 def test_eval_run_refuses_what_is_not_a_matching_finetuned_model(grid, grid_store, tmp_path):
     done = runner.invoke(app, ["eval", "run", str(grid / "pretrain" / "echoclr"), str(grid_store), "--out",
                                str(tmp_path / "a"), "--device", "cpu"])
-    assert done.exit_code == 1 and "pretraining checkpoint" in done.output
+    assert done.exit_code == 2 and "pretraining checkpoint" in done.output
     state = torch.load(_cell(grid, "random", 0.5) / "checkpoint.pt", weights_only=True)
     state["model"]["surprise"] = torch.zeros(1)
     torch.save(state, tmp_path / "bad.pt")
     done = runner.invoke(app, ["eval", "run", str(tmp_path / "bad.pt"), str(grid_store), "--out", str(tmp_path / "b"),
                                "--device", "cpu"])
-    assert done.exit_code == 1 and "surprise" in done.output
+    assert done.exit_code == 2 and "surprise" in done.output
     done = runner.invoke(app, ["eval", "run", str(_cell(grid, "random", 0.5)), str(grid_store), "--label", "nope",
                                "--out", str(tmp_path / "c"), "--device", "cpu"])
-    assert done.exit_code == 1 and "'nope' is not in" in done.output
+    assert done.exit_code == 2 and "'nope' is not in" in done.output
 
 
 def test_experiment_config_derives_cell_configs_and_validates(tmp_path):

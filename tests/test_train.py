@@ -51,6 +51,43 @@ def test_existing_run_needs_resume_or_overwrite(tiny_store, tmp_path):
     assert pretrain(tiny_store, tmp_path / "run", config, overwrite=True).global_step == 3
 
 
+def test_resume_accepts_runtime_changes_and_a_longer_run(tiny_store, tmp_path):
+    pretrain(tiny_store, tmp_path / "run", _pretrain_config(epochs=5))
+    longer = _pretrain_config(epochs=5, runtime=RuntimeConfig(device="cpu", loader_threads=1, max_steps=5,
+                                                              log_every=3, checkpoint_every=2))
+    assert pretrain(tiny_store, tmp_path / "run", longer, resume=True).global_step == 5
+    from echoclr.errors import UsageError
+
+    with pytest.raises(UsageError, match="size"):  # the clip size is science, not runtime
+        pretrain(tiny_store, tmp_path / "run", _pretrain_config(epochs=5, runtime=RuntimeConfig(
+            device="cpu", loader_threads=1, max_steps=6, size=16)), resume=True)
+
+
+def test_every_pair_of_an_epoch_is_used(tiny_store, tmp_path):
+    """One epoch runs ceil(pairs / batch) steps: the last, partial batch is trained on, not dropped."""
+    import math
+
+    import numpy as np
+
+    from echoclr.data import SamplerConfig, rank_item_counts
+    from echoclr.store import ClipReader, open_store
+
+    reader = ClipReader(open_store(tiny_store), threads=1)
+    videos = np.array(reader.store.select(["train"]), dtype=np.int64)
+    sampler = SamplerConfig(mode="pairs", clip_len=4, seed=0, reorder=True)
+    n_pairs = int(rank_item_counts(sampler, reader.study_of_video[videos], reader.n_frames[videos], epoch=0,
+                                   world_size=1)[0])
+    reader.close()
+    batch = 4 if n_pairs % 4 else 3  # a batch size that leaves a partial last batch
+    assert n_pairs % batch, n_pairs
+    config = _pretrain_config(batch_size=batch, epochs=1, runtime=RuntimeConfig(device="cpu", loader_threads=1,
+                                                                                log_every=1))
+    records = []
+    result = pretrain(tiny_store, tmp_path / "run", config, on_log=records.append)
+    assert result.global_step == math.ceil(n_pairs / batch) == records[-1]["steps"]
+    assert result.epochs_done == 1
+
+
 def test_batch_larger_than_the_data_is_refused(tiny_store, tmp_path):
     with pytest.raises(ValueError, match="larger than an epoch"):
         pretrain(tiny_store, tmp_path / "run", _pretrain_config(batch_size=10_000))
@@ -136,6 +173,16 @@ def test_finetune_writes_predictions_and_restores_best(tiny_store, tmp_path):
     assert done.exit_code == 0, done.output
     pngs = sorted((tmp_path / "cam").glob("gradcam_*.png"))
     assert len(pngs) == 2 and all(p.stat().st_size > 1000 for p in pngs)
+    # the same overlays again: refused without --overwrite (the files are untouched), replaced with it
+    before = {p: p.stat().st_mtime_ns for p in pngs}
+    again_cam = CliRunner().invoke(app, ["gradcam", str(tmp_path / "ft"), str(tiny_store), "--out",
+                                         str(tmp_path / "cam"), "--n", "2"])
+    assert again_cam.exit_code == 2 and "--overwrite" in again_cam.output
+    assert {p: p.stat().st_mtime_ns for p in pngs} == before
+    replaced = CliRunner().invoke(app, ["gradcam", str(tmp_path / "ft"), str(tiny_store), "--out",
+                                        str(tmp_path / "cam"), "--n", "2", "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert all(p.stat().st_mtime_ns > before[p] for p in pngs)
 
 
 def test_learning_rate_rule_follows_the_paper():
@@ -164,7 +211,7 @@ def test_finetune_from_ssl_run_and_strict_loading(tiny_store, tmp_path):
 def test_torchrun_two_process_pretraining_on_cpu(tiny_store, tmp_path):
     command = [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-port", "29517", "-m", "echoclr.cli.app",
                "pretrain", str(tiny_store), "--out", str(tmp_path / "ddp"), "--device", "cpu", "--batch-size", "4",
-               "--epochs", "1", "--max-steps", "2", "--threads", "1"]
+               "--epochs", "1", "--max-steps", "2", "--threads", "1", "--log-every", "1"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -172,3 +219,113 @@ def test_torchrun_two_process_pretraining_on_cpu(tiny_store, tmp_path):
     assert state["progress"]["global_step"] == 2
     lines = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert lines and all(torch.isfinite(torch.tensor(r["loss"])) for r in lines)
+    assert state["progress"]["world_size"] == 2 and state["progress"]["step"] == 2
+    # one process cannot continue a two-process epoch mid-way: refused with the command that can
+    from echoclr.errors import UsageError
+
+    config = PretrainConfig(batch_size=4, epochs=1, runtime=RuntimeConfig(device="cpu", loader_threads=1,
+                                                                          max_steps=3))
+    with pytest.raises(UsageError, match="nproc-per-node 2"):
+        pretrain(tiny_store, tmp_path / "ddp", config, resume=True)
+
+
+def _torchrun(port: int, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    command = [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-port", str(port), "-m", "echoclr.cli.app",
+               *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _bce_of(rows: list[dict]) -> float:
+    import numpy as np
+
+    p = np.clip(np.array([float(r["score"]) for r in rows]), 1e-7, 1 - 1e-7)
+    y = np.array([float(r["label"]) for r in rows])
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("init", ["random", "ssl"])
+def test_torchrun_finetune_is_one_data_parallel_model(tiny_store, tmp_path, init):
+    """Two gloo ranks train one model: the val loss each epoch was computed from both ranks' shares of the val
+    videos, and it equals the loss of rank 0's restored best model on all val videos, which only holds when the
+    ranks' weights are identical (without DDP each rank trained its own model). The gathered test predictions
+    equal a single-process prediction with the saved checkpoint, video for video."""
+    import numpy as np
+
+    from echoclr.store import ClipReader, open_store
+    from echoclr.train.finetune import _labelled, predict_videos
+    from echoclr.train.runtime import setup_runtime
+
+    init_arg = "random"
+    if init == "ssl":
+        pretrain(tiny_store, tmp_path / "ssl", _pretrain_config(runtime=RuntimeConfig(device="cpu", loader_threads=1,
+                                                                                      max_steps=1)))
+        init_arg = str(tmp_path / "ssl")
+    out = tmp_path / "ddp"
+    done = _torchrun(29521 if init == "random" else 29522, "finetune", str(tiny_store), "--label", "lvh", "--out",
+                     str(out), "--init", init_arg, "--lr", "1e-3", "--clip-len", "4", "--batch-size", "4",
+                     "--max-epochs", "2", "--patience", "1", "--threads", "1", "--device", "cpu", "--size", "16")
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = out / "ratio_1"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    with (run / "predictions_val_videos.csv").open() as handle:
+        val_rows = list(csv.DictReader(handle))
+    assert summary["val_loss"] == pytest.approx(_bce_of(val_rows), abs=1e-5)
+
+    config = FinetuneConfig(label="lvh", init=init_arg, lr=1e-3, clip_len=4, batch_size=4, max_epochs=2, patience=1,
+                            runtime=RuntimeConfig(device="cpu", loader_threads=1, size=16))
+    from echoclr.models import Classifier, Encoder
+
+    model = Classifier(Encoder())
+    model.load_state_dict(load_checkpoint(run / "checkpoint.pt")["model"])
+    reader = ClipReader(open_store(tiny_store), threads=1)
+    test = _labelled(reader, "lvh", "test")
+    scores = predict_videos(model, reader, test, clip_len=4, n_clips=config.eval_clips, batch_size=4,
+                            runtime=setup_runtime(config.runtime), threads=1, kinetics=False, size=16)
+    reader.close()
+    with (run / "predictions_test_videos.csv").open() as handle:
+        written = np.array([float(r["score"]) for r in csv.DictReader(handle)])
+    np.testing.assert_allclose(written, scores, atol=2e-6)
+
+
+@pytest.mark.slow
+def test_torchrun_rank0_setup_error_ends_every_rank(tiny_store, tmp_path):
+    """Rank 0 refuses the run folder (another command's run); rank 1 must not wait for it in a collective."""
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"kind": "finetune", "label": "lvh"}))
+    started = time.monotonic()
+    done = _torchrun(29523, "pretrain", str(tiny_store), "--out", str(out), "--device", "cpu", "--batch-size", "4",
+                     "--max-steps", "1", "--threads", "1", timeout=300)
+    elapsed = time.monotonic() - started
+    assert done.returncode != 0
+    assert "not a pretraining run" in done.stderr  # rank 0's own message
+    assert "rank 0 of 2 failed" in done.stderr  # rank 1 learnt it and stopped instead of hanging
+    assert elapsed < 240, f"{elapsed:.0f} s"  # start-up included; a hang would run into the 300 s timeout
+
+
+def test_collapse_watch_warns_when_nt_xent_sits_at_log_2n_minus_1():
+    import math
+
+    from echoclr.train.pretrain import CollapseWatch
+
+    floor = math.log(2 * 8 - 1)
+    moving = CollapseWatch(lr=1e-4)
+    assert not any(moving.observe(floor - 0.01 * i, 8) for i in range(40))  # a loss that moves never warns
+    stuck = CollapseWatch(lr=1e-2)
+    with pytest.warns(RuntimeWarning, match=r"log\(2n-1\).*--lr \(now 0.01"):
+        warned = [stuck.observe(floor + 1e-5, 8) for _ in range(25)]
+    assert warned.count(True) == 1 and warned.index(True) == 10  # once, after the first 10 records and 10 stuck
+
+
+def test_default_pretraining_lr_trains_and_help_shows_the_papers():
+    from typer.testing import CliRunner
+
+    from echoclr.cli.app import app
+    from echoclr.train.config import DEFAULT_PRETRAIN_LR, PAPER_PRETRAIN_LR
+
+    assert PretrainConfig().lr == DEFAULT_PRETRAIN_LR != PAPER_PRETRAIN_LR == 0.1
+    shown = CliRunner().invoke(app, ["pretrain", "--help"], env={"COLUMNS": "200"})
+    assert "The paper's is 0.1" in shown.output and "0.0001" in shown.output

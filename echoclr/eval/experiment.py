@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from echoclr.eval.bootstrap import BootstrapConfig, paired_bootstrap_test
-from echoclr.eval.inference import file_sha256, prediction_metrics
+from echoclr.eval.inference import prediction_metrics
+from echoclr.files import file_sha256
 from echoclr.jsonio import write_json
 from echoclr.eval.predictions import align_studies, read_predictions
 from echoclr.eval.report import (
@@ -401,9 +402,11 @@ def run_experiment(
 
     Raises:
         FileNotFoundError: the store or the Kinetics-400 weights file does not exist.
-        FileExistsError: a run folder in ``out_dir`` was made with other settings.
+        FileExistsError: a run folder in ``out_dir`` was made with other settings, or ``out_dir`` is a non-empty
+            folder that is not an experiment.
         ValueError: the label or splits do not fit the store, or a config cannot work with the data.
     """
+    from echoclr.overwrite import OverwriteRefusedError
     from echoclr.store import open_store
     from echoclr.train.finetune import build_encoder
 
@@ -415,6 +418,11 @@ def run_experiment(
     for spec in config.inits:
         if spec.startswith("kinetics:"):
             build_encoder(config.init_spec("kinetics", out))  # fail now, not after hours of pretraining
+    if out.exists() and any(out.iterdir()) and not (out / "experiment.json").is_file():
+        # the report, tables and plots would be written over whatever the folder holds
+        raise OverwriteRefusedError(
+            f"{out} is not empty and is not an experiment folder (no experiment.json): choose another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "experiment.json", config.to_json())
 

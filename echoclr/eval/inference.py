@@ -13,7 +13,6 @@ Importing this module does not import torch (``evaluate_checkpoint`` does, when 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +20,10 @@ from typing import Any
 
 from echoclr.eval.bootstrap import CI_RULES, BootstrapConfig, bootstrap_ci
 from echoclr.eval.predictions import read_predictions
+from echoclr.files import file_sha256
 from echoclr.jsonio import write_json
 
 SPLITS = ("train", "val", "test", "ext_test")
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (the key of cached results computed from it)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def ci_description(config: BootstrapConfig) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import cv2
@@ -12,25 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from echoclr.eval.gradcam import PAPER_CLIP_LEN, animate, first_clip, gradcam, overlay_png, saliency_2d
-from echoclr.models import Classifier, Encoder, kinetics_standardize
+from echoclr.eval.inference import load_finetuned
+from echoclr.models import kinetics_standardize
+from echoclr.overwrite import refuse_existing
 from echoclr.pipeline.reference import minmax_normalize
 from echoclr.store import open_store
-from echoclr.train.checkpoint import load_checkpoint, resolve_checkpoint
-from echoclr.train.config import config_from_json
-
-
-def load_classifier(checkpoint: str | Path, device: torch.device) -> tuple[Classifier, dict]:
-    """A fine-tuned :class:`Classifier` (strict keys) and its saved config (as a dict)."""
-    path = resolve_checkpoint(checkpoint)
-    state = load_checkpoint(path)
-    if "config" not in state:
-        raise ValueError(f"{path} has no saved config: is it a fine-tuning checkpoint (finetune's checkpoint.pt)?")
-    config = json.loads(state["config"])
-    if config.get("kind") != "finetune":
-        raise ValueError(f"{path} is a {config.get('kind')} checkpoint; Grad-CAM needs a fine-tuned classifier")
-    model = Classifier(Encoder(), dropout=config.get("dropout", 0.0))
-    model.load_state_dict(state["model"], strict=True)
-    return model.to(device).eval(), config
+from echoclr.train.checkpoint import resolve_checkpoint
 
 
 def most_confident_videos(checkpoint_dir: Path, split: str, n: int) -> list[str]:
@@ -54,6 +40,7 @@ def gradcam_overlays(
     split: str = "test",
     device: str = "cpu",
     gif: bool = False,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write one Grad-CAM overlay PNG (and optionally a GIF) per video.
 
@@ -63,11 +50,12 @@ def gradcam_overlays(
     Raises:
         KeyError: a video id is not in the store.
         ValueError: the checkpoint is not a fine-tuned classifier.
+        FileExistsError: an overlay of these videos is already in ``out_dir`` and ``overwrite`` is False.
     """
     out_dir = Path(out_dir)
     torch_device = torch.device(device)
-    model, config = load_classifier(checkpoint, torch_device)
-    finetune = config_from_json(config)
+    model, finetune, _ = load_finetuned(checkpoint)
+    model = model.to(torch_device)
     size = finetune.runtime.size
     kinetics = finetune.init_kind == "kinetics"
     store = open_store(store_location)
@@ -75,6 +63,9 @@ def gradcam_overlays(
     chosen = video_ids or most_confident_videos(folder, split, n)
     if not chosen:
         chosen = [store.records[i].video_id for i in store.select([split])[:n]]
+    extensions = ("png", "gif") if gif else ("png",)
+    outputs = [out_dir / f"gradcam_{v.replace('/', '_')}.{ext}" for v in chosen for ext in extensions]
+    refuse_existing(outputs, overwrite=overwrite)
     written = []
     for video_id in chosen:
         index = store.index_of(video_id)

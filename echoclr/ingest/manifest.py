@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from echoclr.errors import UsageError
 from echoclr.store.schema import SPLITS
 
 REQUIRED_COLUMNS = ("path", "study_id")
@@ -22,7 +23,7 @@ SPLIT_FRACTIONS = (("train", 0.75), ("val", 0.10), ("test", 0.15))
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class ManifestError(ValueError):
+class ManifestError(UsageError):
     """The manifest cannot be ingested as written. The message lists every problem with its row and column."""
 
 

@@ -18,13 +18,13 @@ touch nothing in between) when sources are edited back and forth.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from echoclr.files import file_sha256
 from echoclr.ingest.decode import DecodeError, decode_file
 from echoclr.ingest.engines import run_tasks
 from echoclr.ingest.manifest import ManifestRow
@@ -66,14 +66,6 @@ class IngestResult:
     n_skipped: int = 0
     failures: list[Failure] = field(default_factory=list)
     excluded: list[Failure] = field(default_factory=list)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _STORES: dict[str, EchoStore] = {}

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.video import r3d_18
 
+from echoclr.errors import UsageError
+
 FEATURE_DIM = 512
 """Width of the encoder's features (r3d_18's pooled ``layer4`` output)."""
 
@@ -17,7 +19,7 @@ _TORCHVISION_FC_KEYS = ("fc.weight", "fc.bias")  # the Kinetics-400 action class
 _LIST_AT_MOST = 10
 
 
-class StateDictMismatchError(ValueError):
+class StateDictMismatchError(UsageError):
     """A weights file does not match the encoder; the message names the keys."""
 
 

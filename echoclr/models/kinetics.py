@@ -11,13 +11,11 @@ from torch import Tensor
 from torchvision.models.video import R3D_18_Weights
 
 from echoclr.models.encoder import Encoder, load_encoder_state
+from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD  # one definition, where clips are normalised
 
 KINETICS400_URL = R3D_18_Weights.KINETICS400_V1.url
 """Download address of torchvision's ``R3D_18_Weights.KINETICS400_V1`` (r3d_18, Kinetics-400)."""
 
-KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
-KINETICS_STD = (0.22803, 0.22145, 0.216989)
-"""Per-channel (RGB) mean and std of Kinetics-400 clips scaled to [0, 1]."""
 
 
 def kinetics_standardize(x: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from echoclr.errors import EchoclrError
 from echoclr.pipeline.graph import SOURCE_LAYOUT, AugmentConfig, GraphInputs, augment_graph
 from echoclr.pipeline.reference import AugmentParams
 
@@ -32,7 +33,7 @@ ClipSource = Callable[[], tuple[np.ndarray, "np.ndarray | None", "AugmentParams 
 params AugmentParams of n clips or None)``; raises StopIteration at the end of the data."""
 
 
-class DaliNotAvailableError(ImportError):
+class DaliNotAvailableError(EchoclrError, ImportError):
     """NVIDIA DALI is needed for the clip pipeline but cannot be imported."""
 
 

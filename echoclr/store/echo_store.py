@@ -31,6 +31,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from echoclr._version import __version__
+from echoclr.errors import UsageError
 from echoclr.store.index import StoreIndex, layout, plan_append, read_segments, segment_name, write_segment
 from echoclr.store.schema import SCHEMA_NAME, SCHEMA_VERSION, PreprocessConfig, VideoRecord
 
@@ -39,7 +40,7 @@ from echoclr.store.schema import SCHEMA_NAME, SCHEMA_VERSION, PreprocessConfig, 
 INDEX_FLUSH = 1024
 
 
-class StoreError(RuntimeError):
+class StoreError(UsageError, RuntimeError):
     """A store that is missing, of another schema, or used in a way that would lose data."""
 
 

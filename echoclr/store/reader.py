@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from numcodecs import blosc
 
+from echoclr.errors import UnknownNameError
 from echoclr.store.echo_store import EchoStore, open_store
 
 
@@ -60,7 +61,9 @@ class ClipReader:
             KeyError: no video has this label.
         """
         if name not in self.store.label_names:
-            raise KeyError(f"label {name!r} is not in {self.store.location}; it has {self.store.label_names}")
+            raise UnknownNameError(
+                f"label {name!r} is not in {self.store.location}; it has {self.store.label_names}: pass one of those"
+            )
         return self.store.records.label(name).astype(np.float32)
 
     # ---------------------------------------------------------------- reading

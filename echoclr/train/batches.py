@@ -59,7 +59,8 @@ def pretrain_batches(
         return
     subset = SubsetReader(reader, videos)
     config = loader_config(clip_len=clip_len, runtime=runtime, threads=threads)
-    for x, order in PairLoader(subset, plan, batch_size, config, drop_last=True):
+    # drop_last=False: every pair of the epoch is used, the last batch may be partial (NT-Xent takes any size)
+    for x, order in PairLoader(subset, plan, batch_size, config, drop_last=False):
         yield _resize(x, size, runtime), order
 
 

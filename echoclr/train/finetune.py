@@ -24,10 +24,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
-from echoclr.data import SamplerConfig, plan_epoch
+from echoclr.data import EpochPlan, SamplerConfig, plan_epoch
+from echoclr.distributed import all_gather_objects, all_ranks_succeed, broadcast_object
 from echoclr.models import Classifier, Encoder, kinetics_init, load_encoder_state
+from echoclr.overwrite import OverwriteRefusedError, remove_owned_folder
 from echoclr.store import ClipReader, open_store
 from echoclr.train.batches import eval_batches, labelled_batches
 from echoclr.train.checkpoint import (
@@ -40,7 +44,7 @@ from echoclr.train.checkpoint import (
     set_rng_state,
     write_json,
 )
-from echoclr.train.config import FinetuneConfig
+from echoclr.train.config import FinetuneConfig, science_json
 from echoclr.train.runtime import Runtime, setup_runtime, teardown_runtime
 from echoclr.train.subsets import titration_studies
 
@@ -92,7 +96,23 @@ def predict_videos(
     kinetics: bool,
     size: int | None,
 ) -> np.ndarray:
-    """Mean sigmoid score over ``n_clips`` evenly spaced clips of each video: ``float64 (len(videos),)``."""
+    """Mean sigmoid score over ``n_clips`` evenly spaced clips of each video: ``float64 (len(videos),)``.
+
+    Under torchrun each rank scores a contiguous share of ``videos`` and every rank receives all the scores, in
+    the order of ``videos`` (a collective: every rank must call it). ``model`` is the plain module, not the DDP
+    wrapper: inference needs no gradient synchronisation.
+    """
+    if len(videos) == 0:
+        return np.zeros(0)
+    shares = np.array_split(np.asarray(videos, np.int64), runtime.world_size)
+    mine = shares[runtime.rank]
+    scores = _predict_share(model, reader, mine, clip_len=clip_len, n_clips=n_clips, batch_size=batch_size,
+                            runtime=runtime, threads=threads, kinetics=kinetics, size=size)
+    return np.concatenate(all_gather_objects(scores)) if runtime.distributed else scores
+
+
+def _predict_share(model, reader: ClipReader, videos: np.ndarray, *, clip_len, n_clips, batch_size, runtime,
+                   threads, kinetics, size) -> np.ndarray:
     if len(videos) == 0:
         return np.zeros(0)
     sampler = SamplerConfig(mode="eval", clip_len=clip_len, reorder=False, n_clips=n_clips)
@@ -127,109 +147,197 @@ def finetune(
     """Fine-tune, pick the learning rate by validation loss, restore the best epoch, write predictions.
 
     A rerun with the same ``out_dir`` resumes: finished learning rates are skipped and an interrupted one
-    continues from its last finished epoch.
+    continues from its last finished epoch. Runtime settings (threads, logging, the number of processes) may
+    differ from the first run; the science (label, init, ratio, lrs, batch, epochs, seeds...) must not.
+
+    Under ``torchrun`` this is data-parallel training of one model (DDP): each global batch of the single-process
+    plan is split between the ranks, gradients are averaged so the loss is the global batch's mean, validation
+    and test videos are scored in shares and gathered, rank 0 alone writes files, and every rank takes rank 0's
+    early-stopping decision and learning-rate choice. Batch-norm statistics are synchronised over the ranks on
+    CUDA (SyncBatchNorm); on the CPU (gloo) each rank normalises its own share of the batch.
 
     Raises:
-        FileExistsError: ``out_dir`` holds a run with another config and ``overwrite`` is False.
-        ValueError: no labelled videos in the train or val split.
+        UsageError: the label is not in the store (UnknownNameError); ``overwrite`` but ``out_dir`` is not a
+            fine-tuning run or is protected (see :mod:`echoclr.overwrite`).
+        FileExistsError: ``out_dir`` holds a run with another config, or other files, and ``overwrite`` is False.
+        ValueError: no labelled videos in the train or val split; a global batch that does not split over ranks.
+        RankFailedError: another rank failed during setup.
     """
     out_dir = Path(out_dir)
     runtime = setup_runtime(config.runtime)
     try:
-        return _finetune(store_location, out_dir, config, runtime, overwrite=overwrite, on_log=on_log)
-    finally:
-        teardown_runtime(runtime)
+        result = _finetune(store_location, out_dir, config, runtime, overwrite=overwrite, on_log=on_log)
+    except BaseException:
+        teardown_runtime(runtime, failed=True)  # no barrier: the other ranks may be elsewhere
+        raise
+    teardown_runtime(runtime)
+    return result
 
 
-def _finetune(store_location, out_dir: Path, config: FinetuneConfig, runtime: Runtime, *, overwrite, on_log):
-    saved_config = out_dir / CONFIG_NAME
-    if saved_config.exists() and not overwrite:
-        if json.loads(saved_config.read_text()) != config.to_json():
+def _prepare_out_dir(out_dir: Path, config: FinetuneConfig, *, overwrite: bool) -> None:
+    """Check ``out_dir`` (rank 0 only) and write the config; refuse anything that is not this run's folder."""
+    saved_path = out_dir / CONFIG_NAME
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        saved = None
+    except ValueError:
+        saved = {"kind": "unreadable"}
+    is_run = isinstance(saved, dict) and saved.get("kind") == "finetune"
+    if overwrite:
+        remove_owned_folder(out_dir, owned=is_run, what="a fine-tuning run folder",
+                            sign=f"{CONFIG_NAME} of a fine-tuning run")
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        if not is_run:
+            raise OverwriteRefusedError(
+                f"{out_dir} is not empty and is not a fine-tuning run (no fine-tuning {CONFIG_NAME}): "
+                "choose another --out"
+            )
+        if science_json(saved) != science_json(config.to_json()):
             raise FileExistsError(
                 f"{out_dir} holds a fine-tuning run with another config: pass --overwrite or choose another --out"
             )
-    elif overwrite and out_dir.exists():
-        import shutil
-
-        shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(saved_config, config.to_json())
+    write_json(saved_path, config.to_json())
 
-    store = open_store(store_location)
-    reader = ClipReader(store, threads=config.runtime.loader_threads)
+
+def _finetune(store_location, out_dir: Path, config: FinetuneConfig, runtime: Runtime, *, overwrite, on_log):
+    # setup: every check that can fail runs before anything is deleted or written, and a failure on any rank
+    # reaches every rank before the first training collective
+    reader = None
     try:
-        labels = reader.labels(config.label)
-        train_all = _labelled(reader, config.label, "train")
-        val = _labelled(reader, config.label, "val")
-        if len(train_all) == 0 or len(val) == 0:
-            raise ValueError(
-                f"{store.location}: label {config.label!r} needs labelled videos in both train and val splits "
-                f"(found {len(train_all)} and {len(val)})"
-            )
-        train_studies = [reader.study_ids[s] for s in np.unique(reader.study_of_video[train_all])]
-        chosen = set(titration_studies(train_studies, config.ratio, config.subset_seed))
-        train = np.array([v for v in train_all if reader.study_ids[reader.study_of_video[v]] in chosen], np.int64)
-
-        trials = {}
-        for lr in config.learning_rates():
-            trials[lr] = _train_one_lr(reader, labels, train, val, config, lr, out_dir / f"lr_{lr:g}", runtime, on_log)
-        best_lr = min(trials, key=lambda lr: trials[lr]["best_val_loss"])
-        best = trials[best_lr]
-        model = _classifier(config, runtime)
-        model.load_state_dict(load_checkpoint(out_dir / f"lr_{best_lr:g}" / CHECKPOINT_NAME)["best_model"])
-        if runtime.is_main:
-            save_checkpoint(out_dir / CHECKPOINT_NAME, {"model": model.state_dict(), "config": json.dumps(config.to_json())})
-
-        predictions = {}
-        kinetics = config.init_kind == "kinetics"
-        for split in EVAL_SPLITS:
-            videos = _labelled(reader, config.label, split)
-            if len(videos) == 0 or not runtime.is_main:
-                continue
-            scores = predict_videos(model, reader, videos, clip_len=config.clip_len, n_clips=config.eval_clips,
-                                    batch_size=config.batch_size, runtime=runtime,
-                                    threads=config.runtime.loader_threads, kinetics=kinetics,
-                                    size=config.runtime.size)
-            predictions[split] = write_predictions(out_dir, split, reader, videos, labels, scores)
-        summary = {
-            "label": config.label, "init": config.init, "ratio": config.ratio, "lr": best_lr,
-            "best_epoch": best["best_epoch"], "val_loss": best["best_val_loss"],
-            "n_train_studies": len(chosen), "n_train_videos": int(len(train)), "n_val_videos": int(len(val)),
-            "trials": {f"{lr:g}": {"best_val_loss": t["best_val_loss"], "best_epoch": t["best_epoch"]}
-                       for lr, t in trials.items()},
-        }
-        if runtime.is_main:
-            write_json(out_dir / "summary.json", summary)
-        return FinetuneResult(out_dir, best_lr, best["best_epoch"], best["best_val_loss"], predictions)
+        with all_ranks_succeed():
+            store = open_store(store_location)
+            reader = ClipReader(store, threads=config.runtime.loader_threads)
+            labels = reader.labels(config.label)  # UnknownNameError lists the store's labels
+            train_all = _labelled(reader, config.label, "train")
+            val = _labelled(reader, config.label, "val")
+            if len(train_all) == 0 or len(val) == 0:
+                raise ValueError(
+                    f"{store.location}: label {config.label!r} needs labelled videos in both train and val splits "
+                    f"(found {len(train_all)} and {len(val)})"
+                )
+            if config.batch_size % runtime.world_size:
+                raise ValueError(
+                    f"batch_size {config.batch_size} must divide evenly over {runtime.world_size} ranks"
+                )
+            if runtime.is_main:
+                _prepare_out_dir(out_dir, config, overwrite=overwrite)
+        return _finetune_ready(reader, labels, train_all, val, out_dir, config, runtime, on_log)
     finally:
-        reader.close()
+        if reader is not None:
+            reader.close()
+
+
+def _finetune_ready(reader, labels, train_all, val, out_dir: Path, config: FinetuneConfig, runtime: Runtime, on_log):
+    train_studies = [reader.study_ids[s] for s in np.unique(reader.study_of_video[train_all])]
+    chosen = set(titration_studies(train_studies, config.ratio, config.subset_seed))
+    train = np.array([v for v in train_all if reader.study_ids[reader.study_of_video[v]] in chosen], np.int64)
+
+    trials = {}
+    for lr in config.learning_rates():
+        trials[lr] = _train_one_lr(reader, labels, train, val, config, lr, out_dir / f"lr_{lr:g}", runtime, on_log)
+    # every rank takes rank 0's choice (identical gathered val losses make them agree anyway; this makes it a rule)
+    best_lr = broadcast_object(min(trials, key=lambda lr: trials[lr]["best_val_loss"]))
+    best = trials[best_lr]
+    model = _classifier(config, runtime)
+    best_state = load_checkpoint(out_dir / f"lr_{best_lr:g}" / CHECKPOINT_NAME)["best_model"] if runtime.is_main else None
+    model.load_state_dict(broadcast_object(best_state))
+    if runtime.is_main:
+        save_checkpoint(out_dir / CHECKPOINT_NAME, {"model": model.state_dict(), "config": json.dumps(config.to_json())})
+
+    predictions = {}
+    kinetics = config.init_kind == "kinetics"
+    for split in EVAL_SPLITS:
+        videos = _labelled(reader, config.label, split)
+        if len(videos) == 0:
+            continue
+        scores = predict_videos(model, reader, videos, clip_len=config.clip_len, n_clips=config.eval_clips,
+                                batch_size=config.batch_size, runtime=runtime,
+                                threads=config.runtime.loader_threads, kinetics=kinetics,
+                                size=config.runtime.size)
+        if runtime.is_main:
+            predictions[split] = write_predictions(out_dir, split, reader, videos, labels, scores)
+    summary = {
+        "label": config.label, "init": config.init, "ratio": config.ratio, "lr": best_lr,
+        "best_epoch": best["best_epoch"], "val_loss": best["best_val_loss"],
+        "n_train_studies": len(chosen), "n_train_videos": int(len(train)), "n_val_videos": int(len(val)),
+        "world_size": runtime.world_size,
+        "trials": {f"{lr:g}": {"best_val_loss": t["best_val_loss"], "best_epoch": t["best_epoch"]}
+                   for lr, t in trials.items()},
+    }
+    if runtime.is_main:
+        write_json(out_dir / "summary.json", summary)
+    return FinetuneResult(out_dir, best_lr, best["best_epoch"], best["best_val_loss"], predictions)
 
 
 def _classifier(config: FinetuneConfig, runtime: Runtime) -> Classifier:
     torch.manual_seed(config.seed)
+    # every rank loads the init itself (random, Kinetics or SSL weights); DDP then checks they agree in shape
     model = Classifier(build_encoder(config.init), dropout=config.dropout)
     return model.to(runtime.device, memory_format=runtime.memory_format)
+
+
+def _data_parallel(model: Classifier, runtime: Runtime) -> torch.nn.Module:
+    """The module the training step calls: the model itself, or under torchrun its DDP wrapper."""
+    if not runtime.distributed:
+        return model
+    if runtime.device.type == "cuda":
+        # batch-norm over the global batch, as one process would see it (SyncBatchNorm needs a GPU)
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return DistributedDataParallel(model, device_ids=[runtime.local_rank])
+    return DistributedDataParallel(model)
+
+
+def rank_share(plan: EpochPlan, batch_size: int, rank: int, world_size: int) -> tuple[EpochPlan, list[int]]:
+    """This rank's items of a single-process epoch plan: a contiguous share of every global batch.
+
+    Global batch ``k`` is ``plan[k * batch_size : (k + 1) * batch_size]``; rank ``r`` takes share ``r`` of
+    ``np.array_split`` of it, so the ranks together see exactly the single-process batches. A last partial batch
+    that would leave a rank fewer than 2 clips is dropped: batch-norm needs 2 values per channel in training (with
+    one process that is a last batch of 1 clip), and a rank without clips would miss the gradient all-reduce.
+
+    Returns:
+        The rank's plan, and the global size of each of its batches (the loss divides by it).
+    """
+    n = len(plan)
+    positions, sizes = [], []
+    for first in range(0, n, batch_size):
+        batch = np.arange(first, min(first + batch_size, n))
+        if len(batch) < 2 * world_size:
+            break
+        positions.append(np.array_split(batch, world_size)[rank])
+        sizes.append(len(batch))
+    index = np.concatenate(positions) if positions else np.zeros(0, np.int64)
+    return EpochPlan(plan.mode, {name: col[index] for name, col in plan.fields.items()}), sizes
 
 
 def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float, trial_dir: Path, runtime: Runtime,
                   on_log) -> dict[str, Any]:
     history_path = trial_dir / "history.json"
-    history = json.loads(history_path.read_text()) if history_path.exists() else {"epochs": [], "done": False}
+    checkpoint_path = trial_dir / CHECKPOINT_NAME
+    # rank 0 reads the trial's progress and every rank resumes from it (one reader of the files)
+    saved = None
+    if runtime.is_main:
+        history = json.loads(history_path.read_text()) if history_path.exists() else {"epochs": [], "done": False}
+        saved = (history, load_checkpoint(checkpoint_path) if checkpoint_path.exists() and not history["done"]
+                 else None)
+    history, state = broadcast_object(saved)
     if history["done"]:
         return history
     model = _classifier(config, runtime)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, **runtime.adam_options)
     best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start_epoch = 0
-    checkpoint_path = trial_dir / CHECKPOINT_NAME
-    if checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         best_model = state["best_model"]
         start_epoch = int(state["progress"]["epoch"])
         set_rng_state(state["rng"])
         history["epochs"] = history["epochs"][:start_epoch]
+    train_model = _data_parallel(model, runtime)
+    model = train_model.module if runtime.distributed else model  # SyncBatchNorm conversion made a new module
     train_labels = labels[train]
     pos_weight = None
     if config.class_weights:
@@ -238,53 +346,67 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
         pos_weight = torch.tensor(n_neg / max(n_pos, 1.0), device=runtime.device)
     sampler = SamplerConfig(mode="single", clip_len=config.clip_len, seed=config.seed, reorder=False)
     kinetics = config.init_kind == "kinetics"
-    local_batch = max(1, config.batch_size // runtime.world_size)
+    local_batch = config.batch_size // runtime.world_size
     study_of_train = reader.study_of_video[train]
     frames_of_train = reader.n_frames[train]
 
     for epoch in range(start_epoch, config.max_epochs):
-        plan = plan_epoch(sampler, study_of_train, frames_of_train, epoch=epoch, rank=runtime.rank,
-                          world_size=runtime.world_size)
-        model.train()
-        losses = []
-        for x, y in labelled_batches(reader, plan, train, label=config.label, clip_len=config.clip_len,
-                                     batch_size=local_batch, runtime=runtime,
-                                     threads=config.runtime.loader_threads, kinetics=kinetics,
-                                     size=config.runtime.size):
+        # the single-process plan of the epoch, each global batch split between the ranks
+        plan = plan_epoch(sampler, study_of_train, frames_of_train, epoch=epoch)
+        plan, global_sizes = rank_share(plan, config.batch_size, runtime.rank, runtime.world_size)
+        train_model.train()
+        loss_sum = torch.zeros((), device=runtime.device)
+        batches = labelled_batches(reader, plan, train, label=config.label, clip_len=config.clip_len,
+                                   batch_size=local_batch, runtime=runtime,
+                                   threads=config.runtime.loader_threads, kinetics=kinetics,
+                                   size=config.runtime.size)
+        for (x, y), global_size in zip(batches, global_sizes):
             # forward
             with runtime.autocast():
-                logits = model(x)
-            # loss
-            loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight)
+                logits = train_model(x)
+            # loss: this rank's share of the global batch's mean; DDP averages gradients over the ranks, so
+            # scaling by world_size / global_size makes the step that of the global mean (equal shares or not)
+            loss_items = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight,
+                                                            reduction="sum")
+            loss = loss_items * (runtime.world_size / global_size)
             # backward
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             # step
             optimizer.step()
-            losses.append(float(loss.detach()))
+            loss_sum += loss_items.detach()
+        # log: one all-reduce per epoch for the mean training loss over every item of every rank
+        if runtime.distributed:
+            dist.all_reduce(loss_sum)
+            # batch-norm running statistics were last updated from each rank's own share; evaluate every rank
+            # with rank 0's, as DDP itself does at the start of each training forward (broadcast_buffers)
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
+        n_items = sum(global_sizes)
+        train_loss = float(loss_sum) / n_items if n_items else math.nan
         val_scores = predict_videos(model, reader, val, clip_len=config.clip_len, n_clips=config.eval_clips,
                                     batch_size=config.batch_size, runtime=runtime,
                                     threads=config.runtime.loader_threads, kinetics=kinetics,
                                     size=config.runtime.size)
         val_loss = _bce(val_scores, labels[val])
-        record = {"lr": lr, "epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan,
-                  "val_loss": val_loss}
+        record = {"lr": lr, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}
         history["epochs"].append(record)
-        # log
         if on_log and runtime.is_main:
             on_log(record)
         best_epoch = int(np.argmin([e["val_loss"] for e in history["epochs"]]))
         if best_epoch == epoch:
             best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        stop = epoch - best_epoch >= config.patience or epoch + 1 == config.max_epochs
+        # early stopping: rank 0 decides, every rank follows (the gathered val loss is the same on all ranks)
+        stop = broadcast_object(epoch - best_epoch >= config.patience or epoch + 1 == config.max_epochs)
         if runtime.is_main:
             # a finished trial keeps only its best weights (a quarter of the size: no optimiser state, no last model)
             resume_state = {} if stop else {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                             "rng": rng_state()}
             save_checkpoint(checkpoint_path, {**resume_state, "best_model": best_model,
-                                              "progress": {"epoch": epoch + 1},
+                                              "progress": {"epoch": epoch + 1, "world_size": runtime.world_size},
                                               "config": json.dumps(config.to_json())})
-            history.update(best_epoch=best_epoch, best_val_loss=history["epochs"][best_epoch]["val_loss"], done=stop)
+        history.update(best_epoch=best_epoch, best_val_loss=history["epochs"][best_epoch]["val_loss"], done=stop)
+        if runtime.is_main:
             write_json(history_path, history)
         if stop:
             break
@@ -301,16 +423,14 @@ def write_predictions(out_dir: Path, split: str, reader: ClipReader, videos: np.
         for v, score in zip(videos, scores):
             writer.writerow([reader.study_ids[reader.study_of_video[v]], reader.video_ids[v], int(labels[v]),
                              f"{score:.6f}"])
-    by_study: dict[str, list[float]] = {}
-    study_label: dict[str, int] = {}
-    for v, score in zip(videos, scores):
-        study = reader.study_ids[reader.study_of_video[v]]
-        by_study.setdefault(study, []).append(float(score))
-        study_label[study] = int(labels[v])
+    from echoclr.eval.predictions import aggregate_to_studies  # the one per-study rule: mean over its videos
+
+    studies = aggregate_to_studies([reader.study_ids[reader.study_of_video[v]] for v in videos],
+                                   labels[videos].astype(np.int64), scores, source=str(video_path))
     study_path = out_dir / f"predictions_{split}.csv"
     with study_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["study_id", "label", "score"])
-        for study in sorted(by_study):
-            writer.writerow([study, study_label[study], f"{np.mean(by_study[study]):.6f}"])
+        for study, label, score in zip(studies.study_ids, studies.labels, studies.scores):
+            writer.writerow([study, int(label), f"{score:.6f}"])
     return study_path

@@ -8,7 +8,9 @@ that never stopped (exactly, on the CPU).
 from __future__ import annotations
 
 import json
+import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +20,12 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from echoclr.data import SamplerConfig, common_steps, plan_epoch, rank_item_counts
+from echoclr.data import EpochPlan, SamplerConfig, plan_epoch, rank_item_counts
+from echoclr.distributed import all_ranks_succeed, broadcast_object
+from echoclr.errors import UsageError
 from echoclr.losses import EchoCLRLoss
 from echoclr.models import Encoder, PretrainModel
+from echoclr.overwrite import OverwriteRefusedError
 from echoclr.store import ClipReader, open_store
 from echoclr.train.batches import pretrain_batches
 from echoclr.train.checkpoint import (
@@ -32,13 +37,13 @@ from echoclr.train.checkpoint import (
     set_rng_state,
     write_json,
 )
-from echoclr.train.config import PretrainConfig, config_from_json
+from echoclr.train.config import DEFAULT_PRETRAIN_LR, PAPER_PRETRAIN_LR, PretrainConfig, science_json
 from echoclr.train.runtime import Runtime, setup_runtime, teardown_runtime
 
 METRICS_NAME = "metrics.jsonl"
 
 
-class RunExistsError(FileExistsError):
+class RunExistsError(UsageError, FileExistsError):
     """The run folder holds another run; resume it, or pass --overwrite to start over."""
 
 
@@ -50,14 +55,61 @@ class PretrainResult:
     last_loss: float | None
 
 
+class CollapseWatch:
+    """Warns once when NT-Xent sits at log(2n - 1), the value of identical embeddings (a collapsed projector).
+
+    Random initial embeddings also score close to log(2n - 1), so only ``patience`` consecutive logged values all
+    within ``tol`` of it (after the first ``patience`` records) count: a training loss moves, a collapsed one does not.
+    """
+
+    def __init__(self, *, lr: float, tol: float = 1e-3, patience: int = 10) -> None:
+        self.lr, self.tol, self.patience = lr, tol, patience
+        self.seen = self.run = 0
+        self.warned = False
+
+    def observe(self, contrastive: float, n_pairs: int) -> bool:
+        """Record one logged contrastive loss of a global batch of ``n_pairs``; True when it warned now."""
+        self.seen += 1
+        floor = math.log(max(2 * n_pairs - 1, 1))
+        self.run = self.run + 1 if abs(contrastive - floor) < self.tol else 0
+        if self.warned or self.seen <= self.patience or self.run < self.patience:
+            return False
+        self.warned = True
+        warnings.warn(
+            f"the contrastive loss has sat at log(2n-1) = {floor:.4f} for {self.run} logged steps: the embeddings "
+            f"have collapsed to one point and the encoder learns nothing. Lower --lr (now {self.lr:g}; "
+            f"{DEFAULT_PRETRAIN_LR:g} is the default that trains, the paper's {PAPER_PRETRAIN_LR:g} diverges in short runs)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return True
+
+
 def build_pretrain_model(config: PretrainConfig) -> PretrainModel:
     torch.manual_seed(config.seed)
     return PretrainModel(Encoder(), clip_len=config.clip_len, reorder=config.reorder)
 
 
-def _prepare_run_dir(run_dir: Path, config: PretrainConfig, *, resume: bool, overwrite: bool) -> dict | None:
+def _saved_kind(run_dir: Path) -> str | None:
+    """The ``kind`` of the run config in ``run_dir`` (``pretrain``, ``finetune``); None without one."""
+    try:
+        return str(json.loads((run_dir / CONFIG_NAME).read_text()).get("kind"))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (ValueError, AttributeError):
+        return "unknown"
+
+
+def _prepare_run_dir(run_dir: Path, config: PretrainConfig, *, resume: bool, overwrite: bool,
+                     world_size: int) -> dict | None:
     """Returns the checkpoint to resume from, or None for a fresh run."""
     checkpoint = run_dir / CHECKPOINT_NAME
+    saved_kind = _saved_kind(run_dir)
+    if saved_kind not in (None, "pretrain"):
+        # another command's run: neither --overwrite nor a fresh run may replace its config.json
+        raise OverwriteRefusedError(
+            f"{run_dir} holds a {saved_kind} run, not a pretraining run: choose another --out"
+        )
     if overwrite and run_dir.exists():
         for name in (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME):
             (run_dir / name).unlink(missing_ok=True)
@@ -68,11 +120,25 @@ def _prepare_run_dir(run_dir: Path, config: PretrainConfig, *, resume: bool, ove
                 f"{run_dir} already holds a pretraining run: pass --resume to continue it or --overwrite to start over"
             )
         state = load_checkpoint(checkpoint)
-        saved = config_from_json(json.loads(state["config"]))
-        if saved != config:
-            raise ValueError(
-                f"{run_dir} was started with a different config; resume with the same options or use another --out.\n"
-                f"saved: {saved}\nasked: {config}"
+        saved, asked = science_json(json.loads(state["config"])), science_json(config.to_json())
+        if saved != asked:
+            changed = sorted(k for k in set(saved) | set(asked) if saved.get(k) != asked.get(k))
+            raise UsageError(
+                f"{run_dir} was started with a different config ({', '.join(changed)}: saved "
+                f"{[saved.get(k) for k in changed]}, asked {[asked.get(k) for k in changed]}); resume with the same "
+                "options (threads, logging, checkpoint cadence, --max-steps and the device may change) or use "
+                "another --out"
+            )
+        progress = state["progress"]
+        saved_world = int(progress.get("world_size", 1))
+        if saved_world != world_size and int(progress["step"]) != 0:
+            # mid-epoch, the items already used are those of a plan sharded over saved_world ranks: a plan for
+            # another world size cannot continue it exactly. At an epoch boundary the next epoch is simply
+            # planned for the new world size.
+            raise UsageError(
+                f"{run_dir} was checkpointed mid-epoch (epoch {progress['epoch']}, step {progress['step']}) with "
+                f"{saved_world} process(es); resume it with {saved_world} (torchrun --nproc-per-node "
+                f"{saved_world}), or with {world_size} from a checkpoint at an epoch boundary"
             )
         return state
     return None
@@ -93,42 +159,43 @@ def pretrain(
         store_location: the echoclr store (path or URL).
         run_dir: output folder: ``checkpoint.pt`` (latest), ``config.json``, ``metrics.jsonl``.
         config: method and hyperparameters (the paper's by default).
-        resume: continue the run in ``run_dir`` from its last checkpoint (same epoch, same item, same RNG).
+        resume: continue the run in ``run_dir`` from its last checkpoint (same epoch, same item, same RNG). Runtime
+            settings may change (threads, logging and checkpoint cadence, ``max_steps``, the device); the number of
+            processes may change at an epoch boundary (the next epoch is planned for it) and is refused mid-epoch.
         overwrite: discard an existing run in ``run_dir``.
         on_log: called on the main rank with each metrics record.
 
+    Every item of an epoch is used once: the last batch may be partial, and under torchrun a rank with fewer items
+    than the busiest rank repeats its first items so that all ranks run the same number of steps.
+
     Raises:
         RunExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+        UsageError: ``resume`` with another science config, or mid-epoch with another number of processes.
         ValueError: the config cannot work with this data (e.g. a batch larger than the epoch).
     """
     run_dir = Path(run_dir)
     runtime = setup_runtime(config.runtime)
     try:
-        return _pretrain(store_location, run_dir, config, runtime, resume=resume, overwrite=overwrite, on_log=on_log)
-    finally:
-        teardown_runtime(runtime)
+        result = _pretrain(store_location, run_dir, config, runtime, resume=resume, overwrite=overwrite,
+                           on_log=on_log)
+    except BaseException:
+        teardown_runtime(runtime, failed=True)
+        raise
+    teardown_runtime(runtime)
+    return result
 
 
 def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Runtime, *, resume, overwrite, on_log):
-    state = _prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite) if runtime.is_main else None
-    if runtime.distributed:
-        state = _broadcast_object(state)
-    store = open_store(store_location)
-    videos = np.array(store.select([config.split]), dtype=np.int64)
-    if len(videos) == 0:
-        raise ValueError(f"{store.location} has no videos in split {config.split!r}")
-    reader = ClipReader(store, threads=config.runtime.loader_threads)
+    # setup: an error on any rank (rank 0's folder checks, a missing store) stops every rank here, before the
+    # broadcast and DDP's collectives, instead of leaving the others waiting in them
+    with all_ranks_succeed():
+        state = (_prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite, world_size=runtime.world_size)
+                 if runtime.is_main else None)
+    state = broadcast_object(state)
+    with all_ranks_succeed():
+        store, reader, videos, sampler, local_batch = _open_data(store_location, config, runtime)
     study_of_video = reader.study_of_video[videos]
     n_frames = reader.n_frames[videos]
-    sampler = SamplerConfig(
-        mode="pairs" if config.multi_instance else "single",
-        clip_len=config.clip_len,
-        seed=config.seed,
-        reorder=config.reorder,
-    )
-    if config.batch_size % runtime.world_size:
-        raise ValueError(f"batch_size {config.batch_size} must divide evenly over {runtime.world_size} ranks")
-    local_batch = config.batch_size // runtime.world_size
 
     model = build_pretrain_model(config).to(runtime.device, memory_format=runtime.memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, **runtime.adam_options)
@@ -153,27 +220,37 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "progress": {"epoch": epoch_, "step": step_, "global_step": global_step},
+                    "progress": {"epoch": epoch_, "step": step_, "global_step": global_step,
+                                 "world_size": runtime.world_size},
                     "rng": rng_state(),
                     "config": json.dumps(config.to_json()),
                 },
             )
 
     last_loss = None
+    collapse = CollapseWatch(lr=config.lr)
     max_steps = config.runtime.max_steps
     metrics_file = (run_dir / METRICS_NAME).open("a") if runtime.is_main else None
     try:
         while epoch < config.num_epochs and (max_steps is None or global_step < max_steps):
             counts = rank_item_counts(sampler, study_of_video, n_frames, epoch=epoch, world_size=runtime.world_size)
-            steps = common_steps(counts, local_batch)
-            if steps == 0:
+            if int(counts.sum()) < config.batch_size:
                 raise ValueError(
                     f"batch_size {config.batch_size} is larger than an epoch of {int(counts.sum())} "
                     f"{'pairs' if config.multi_instance else 'videos'}: lower --batch-size"
                 )
+            if int(counts.min()) == 0:
+                raise ValueError(
+                    f"a rank has no {'pairs' if config.multi_instance else 'videos'} in epoch {epoch} (fewer studies "
+                    f"than {runtime.world_size} ranks): use fewer processes"
+                )
+            # every item of the epoch is used: the last batch may be partial, and ranks with fewer items than the
+            # busiest one repeat their first items so that every rank runs the same number of steps (DDP)
+            longest = int(counts.max())
+            steps = math.ceil(longest / local_batch)
             plan = plan_epoch(sampler, study_of_video, n_frames, epoch=epoch, rank=runtime.rank,
                               world_size=runtime.world_size)
-            plan = plan[step_in_epoch * local_batch : steps * local_batch]
+            plan = _padded(plan, longest)[step_in_epoch * local_batch :]
             batches = pretrain_batches(
                 reader, plan, videos, method=config.method, clip_len=config.clip_len, batch_size=local_batch,
                 runtime=runtime, threads=config.runtime.loader_threads, size=config.runtime.size,
@@ -211,6 +288,7 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                     metrics_file.flush()
                     if on_log:
                         on_log(record)
+                    collapse.observe(record["contrastive"], len(x) // 2 * runtime.world_size)
                     tick, clips_since = time.perf_counter(), 0
                 if global_step % config.runtime.checkpoint_every == 0:
                     checkpoint(epoch, step_in_epoch)
@@ -226,9 +304,27 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
     return PretrainResult(run_dir, global_step, epoch, last_loss)
 
 
-def _broadcast_object(value: Any) -> Any:
-    import torch.distributed as dist
+def _padded(plan: EpochPlan, n_items: int) -> EpochPlan:
+    """``plan`` lengthened to ``n_items`` by repeating its items from the start (a rank with fewer items)."""
+    if len(plan) >= n_items or len(plan) == 0:
+        return plan
+    index = np.arange(n_items) % len(plan)  # (n_items,): 0..len-1, then 0.. again
+    return EpochPlan(plan.mode, {name: col[index] for name, col in plan.fields.items()})
 
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+
+def _open_data(store_location, config: PretrainConfig, runtime: Runtime):
+    """The store, its reader, the split's videos, the sampler and the per-rank batch."""
+    store = open_store(store_location)
+    videos = np.array(store.select([config.split]), dtype=np.int64)
+    if len(videos) == 0:
+        raise ValueError(f"{store.location} has no videos in split {config.split!r}")
+    if config.batch_size % runtime.world_size:
+        raise ValueError(f"batch_size {config.batch_size} must divide evenly over {runtime.world_size} ranks")
+    reader = ClipReader(store, threads=config.runtime.loader_threads)
+    sampler = SamplerConfig(
+        mode="pairs" if config.multi_instance else "single",
+        clip_len=config.clip_len,
+        seed=config.seed,
+        reorder=config.reorder,
+    )
+    return store, reader, videos, sampler, config.batch_size // runtime.world_size

@@ -77,7 +77,10 @@ def setup_runtime(config: RuntimeConfig) -> Runtime:
     return Runtime(device, amp, channels_last, rank, world_size, local_rank)
 
 
-def teardown_runtime(runtime: Runtime) -> None:
+def teardown_runtime(runtime: Runtime, *, failed: bool = False) -> None:
+    """Leave the process group. After a failure no collective is entered (a barrier here would wait forever for
+    ranks that are elsewhere); the process exits non-zero and torchrun stops the others."""
     if runtime.distributed and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+        if not failed:
+            dist.barrier()
+            dist.destroy_process_group()
