@@ -54,5 +54,60 @@ def embed(
                   f"{result.video_embedding.shape[1]}-d embeddings -> {out}")
 
 
+def probe(
+    embeddings: Annotated[Path, typer.Argument(help="An `echoclr embed` .npz file.")],
+    label: Annotated[str, typer.Option(help="Study label to predict, e.g. lvh.")],
+    ratios: Annotated[str, typer.Option(help="Comma-separated training ratios.")] = "0.01,0.1,1.0",
+    repeats: Annotated[int, typer.Option(help="Nested titration subsets per ratio (subset seeds SEED..).")] = 20,
+    seed: Annotated[int, typer.Option(help="First subset seed (= finetune --subset-seed).")] = 0,
+    probes: Annotated[str, typer.Option(help="Comma-separated probes: linear, knn.")] = "linear,knn",
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the median repeat's test CI.")] = 2000,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object (keys: ProbeResult.to_json).")] = False,
+) -> None:
+    """Linear and kNN probes of frozen study embeddings over repeated nested titration subsets, scored on test."""
+    import json
+
+    from echoclr.eval.bootstrap import BootstrapConfig
+    from echoclr.eval.embed import load_embeddings
+    from echoclr.eval.probe import ProbeConfig, run_probes
+
+    try:
+        values = tuple(float(r) for r in ratios.split(",") if r.strip())
+    except ValueError:
+        _fail(ValueError(f"--ratios must be comma-separated numbers, got {ratios!r}"))
+    try:
+        config = ProbeConfig(label=label, ratios=values, repeats=repeats, seed=seed,
+                             probes=tuple(p.strip() for p in probes.split(",") if p.strip()),
+                             bootstrap=BootstrapConfig(n_boot=n_boot))
+        result = run_probes(load_embeddings(embeddings), config)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    if json_:
+        typer.echo(json.dumps(result.to_json(), indent=1))
+        return
+    _print_probe_table(result, embeddings)
+
+
+def _print_probe_table(result, source: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.label}: probes on {source.name} ({result.n_test_studies} test studies, "
+                        f"{result.n_test_positive} positive)")
+    for column in ("ratio", "probe", "studies", "AUROC mean [spread]", "median AUROC [test CI]",
+                   "AUPR mean [spread]", "one-class"):
+        table.add_column(column)
+    for s in result.summaries:
+        ci = "n/a (one class)" if s.median_auroc_ci is None else \
+            f"{s.median_auroc:.3f} [{s.median_auroc_ci[0]:.3f}, {s.median_auroc_ci[1]:.3f}]"
+        table.add_row(f"{s.ratio:g}", s.probe, str(s.n_train_studies),
+                      f"{s.auroc_mean:.3f} [{s.auroc_spread[0]:.3f}, {s.auroc_spread[1]:.3f}]", ci,
+                      f"{s.aupr_mean:.3f} [{s.aupr_spread[0]:.3f}, {s.aupr_spread[1]:.3f}]",
+                      f"{s.n_degenerate}/{s.n_repeats}")
+    Console().print(table)
+    Console().print("spread: 2.5-97.5 percentiles over repeats; test CI: 95% study-level bootstrap of the median "
+                    "repeat; a one-class subset scores a constant (AUROC 0.5) and stays in the mean")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(embed)
+    app.command()(probe)
