@@ -38,6 +38,8 @@ def pretrain(
     batch_size: Annotated[int, typer.Option(help="Global batch in pairs (videos for SimCLR).")] = 392,
     epochs: Annotated[Optional[int], typer.Option(help="Default: 300 (pairs) or 520 (SimCLR), as the paper.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of sampler, augmentations and initial weights.")] = 0,
+    study_mask: Annotated[bool, typer.Option(help="Leave same-study negatives out of NT-Xent (the authors' code "
+                                                  "did not: --no-study-mask).")] = True,
     device: Device = "auto",
     amp: Annotated[Optional[bool], typer.Option(help="bf16 autocast (default: on for CUDA).")] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
@@ -54,7 +56,7 @@ def pretrain(
 
     try:
         config = PretrainConfig(method=method, clip_len=clip_len, temperature=temperature, lr=lr,
-                                batch_size=batch_size, epochs=epochs, seed=seed,
+                                batch_size=batch_size, epochs=epochs, seed=seed, study_mask=study_mask,
                                 runtime=_runtime(device, amp, compile_, threads, max_steps, size, checkpoint_every))
         result = run(store, out, config, resume=resume, overwrite=overwrite, on_log=_log)
     except (RunExistsError, ValueError, FileNotFoundError) as exc:

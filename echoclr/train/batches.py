@@ -69,6 +69,22 @@ def pretrain_batches(
         yield _resize(x_i, size, runtime), _resize(x_j, size, runtime), order_i, order_j
 
 
+def batch_studies(plan, study_of_item: np.ndarray, batch_size: int, runtime: Runtime) -> Iterator[torch.Tensor]:
+    """The study of every pair of each :func:`pretrain_batches` batch (same plan, same ``batch_size``, full batches
+    only): ``int64 (n,)`` on the output device, for NT-Xent's same-study mask.
+
+    Args:
+        plan: the pairs or single plan given to :func:`pretrain_batches` (it indexes ``videos``).
+        study_of_item: ``int64 (len(videos),)`` study number of each of ``videos`` (one numbering on every rank).
+        batch_size: items per batch.
+        runtime: gives the output device.
+    """
+    column = plan.fields["video_i" if plan.mode == "pairs" else "video"]  # both videos of a pair share a study
+    study = np.asarray(study_of_item, dtype=np.int64)[column]  # (items,)
+    for b in range(len(study) // batch_size):
+        yield torch.as_tensor(study[b * batch_size : (b + 1) * batch_size], device=runtime.device)
+
+
 def labelled_batches(
     reader: ClipReader,
     plan,

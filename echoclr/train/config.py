@@ -66,6 +66,8 @@ class PretrainConfig:
         epochs: None = the paper's (300 over pairs, 520 over videos for SimCLR).
         seed: seeds the sampler, the augmentations and the model's initial weights.
         split: the store split pretrained on.
+        study_mask: leave same-study entries other than the positive out of the NT-Xent denominator (negatives
+            are other patients, as the paper says); False = the authors' code, which did not mask.
     """
 
     method: Method = "echoclr"
@@ -76,6 +78,7 @@ class PretrainConfig:
     epochs: int | None = None
     seed: int = 0
     split: str = "train"
+    study_mask: bool = True
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:

@@ -22,7 +22,7 @@ from echoclr.data import SamplerConfig, common_steps, plan_epoch, rank_item_coun
 from echoclr.losses import EchoCLRLoss
 from echoclr.models import Encoder, PretrainModel
 from echoclr.store import ClipReader, open_store
-from echoclr.train.batches import pretrain_batches
+from echoclr.train.batches import batch_studies, pretrain_batches
 from echoclr.train.checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -179,9 +179,10 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                 seed=config.seed, epoch=epoch, first_item=step_in_epoch * local_batch, runtime=runtime,
                 threads=config.runtime.loader_threads, size=config.runtime.size,
             )
+            studies = batch_studies(plan, study_of_video, local_batch, runtime)  # (n,) per batch, for the mask
             train_model.train()
             tick, clips_since = time.perf_counter(), 0
-            for x_i, x_j, order_i, order_j in batches:
+            for (x_i, x_j, order_i, order_j), study in zip(batches, studies):
                 # forward: both views in one batch, so batch-norm sees all clips of the step
                 with runtime.autocast():
                     z, order_logits = train_model(torch.cat([x_i, x_j]))
@@ -189,7 +190,7 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                     # loss: NT-Xent over the global batch (+ frame order for EchoCLR)
                     targets = torch.cat([order_i, order_j]) if config.reorder else None
                     logits = order_logits.float() if order_logits is not None else None
-                    parts = criterion(z_i, z_j, logits, targets)
+                    parts = criterion(z_i, z_j, logits, targets, study if config.study_mask else None)
                 # backward
                 optimizer.zero_grad(set_to_none=True)
                 parts.total.backward()
