@@ -28,6 +28,9 @@ class RuntimeConfig:
         log_every: steps between metric lines.
         max_steps: stop after this many optimiser steps in total (demos, tests, benchmarks); None = all epochs.
         size: resize clips to ``size`` px after augmentation (the CPU demo preset); None = the store's size.
+        eval_every: steps between the pretraining monitor's evaluations (collapse alarm, val kNN AUROC; also one
+            at the end).
+        tensorboard: write TensorBoard event files to ``<run>/tensorboard`` beside ``metrics.jsonl``.
     """
 
     device: str = "auto"
@@ -39,11 +42,13 @@ class RuntimeConfig:
     log_every: int = 10
     max_steps: int | None = None
     size: int | None = None
+    eval_every: int = 100
+    tensorboard: bool = True
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        for name in ("loader_threads", "checkpoint_every", "log_every"):
+        for name in ("loader_threads", "checkpoint_every", "log_every", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:

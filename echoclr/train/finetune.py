@@ -41,6 +41,7 @@ from echoclr.train.checkpoint import (
     write_json,
 )
 from echoclr.train.config import FinetuneConfig
+from echoclr.train.monitor import RunLog
 from echoclr.train.runtime import Runtime, setup_runtime, teardown_runtime
 from echoclr.train.subsets import titration_studies
 
@@ -230,6 +231,7 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
     study_of_train = reader.study_of_video[train]
     frames_of_train = reader.n_frames[train]
 
+    log = RunLog(trial_dir, tensorboard=config.runtime.tensorboard, enabled=runtime.is_main)
     for epoch in range(start_epoch, config.max_epochs):
         plan = plan_epoch(sampler, study_of_train, frames_of_train, epoch=epoch, rank=runtime.rank,
                           world_size=runtime.world_size)
@@ -256,9 +258,10 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
                                     size=config.runtime.size)
         val_loss = _bce(val_scores, labels[val])
         record = {"lr": lr, "epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan,
-                  "val_loss": val_loss}
+                  "val_loss": val_loss, "val_auroc": _study_auroc(reader, val, labels, val_scores)}
         history["epochs"].append(record)
         # log
+        log.write(record, step=epoch, group=f"finetune_lr_{lr:g}")
         if on_log and runtime.is_main:
             on_log(record)
         best_epoch = int(np.argmin([e["val_loss"] for e in history["epochs"]]))
@@ -276,7 +279,19 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
             write_json(history_path, history)
         if stop:
             break
+    log.close()
     return history
+
+
+def _study_auroc(reader: ClipReader, videos: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
+    """Study-level AUROC (mean score over a study's videos); NaN when the studies hold one class."""
+    from echoclr.eval.metrics import auroc
+
+    studies, inverse = np.unique(reader.study_of_video[videos], return_inverse=True)
+    study_scores = np.bincount(inverse, weights=scores) / np.bincount(inverse)
+    study_labels = np.zeros(len(studies))
+    study_labels[inverse] = labels[videos]
+    return auroc(study_labels, study_scores) if len(np.unique(study_labels)) == 2 else math.nan
 
 
 def write_predictions(out_dir: Path, split: str, reader: ClipReader, videos: np.ndarray, labels: np.ndarray,

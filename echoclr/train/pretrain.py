@@ -33,9 +33,8 @@ from echoclr.train.checkpoint import (
     write_json,
 )
 from echoclr.train.config import PretrainConfig, config_from_json
+from echoclr.train.monitor import METRICS_NAME, TENSORBOARD_DIR, PretrainMonitor, RunLog
 from echoclr.train.runtime import Runtime, setup_runtime, teardown_runtime
-
-METRICS_NAME = "metrics.jsonl"
 
 
 class RunExistsError(FileExistsError):
@@ -61,6 +60,9 @@ def _prepare_run_dir(run_dir: Path, config: PretrainConfig, *, resume: bool, ove
     if overwrite and run_dir.exists():
         for name in (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME):
             (run_dir / name).unlink(missing_ok=True)
+        import shutil
+
+        shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
         return None
     if checkpoint.exists():
         if not resume:
@@ -161,7 +163,9 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
 
     last_loss = None
     max_steps = config.runtime.max_steps
-    metrics_file = (run_dir / METRICS_NAME).open("a") if runtime.is_main else None
+    log = RunLog(run_dir, tensorboard=config.runtime.tensorboard, enabled=runtime.is_main)
+    monitor = PretrainMonitor(reader, store.label_names, criterion.contrastive, runtime, clip_len=config.clip_len,
+                              size=config.runtime.size, threads=config.runtime.loader_threads)
     try:
         while epoch < config.num_epochs and (max_steps is None or global_step < max_steps):
             counts = rank_item_counts(sampler, study_of_video, n_frames, epoch=epoch, world_size=runtime.world_size)
@@ -200,7 +204,9 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                 global_step += 1
                 clips_since += 2 * len(x_i)
                 # log
-                if runtime.is_main and (global_step % config.runtime.log_every == 0 or step_in_epoch == steps):
+                final = (max_steps is not None and global_step >= max_steps) or (
+                    step_in_epoch == steps and epoch + 1 >= config.num_epochs)
+                if runtime.is_main and (global_step % config.runtime.log_every == 0 or step_in_epoch == steps or final):
                     last_loss = float(parts.total.detach())
                     elapsed = time.perf_counter() - tick
                     record = {
@@ -209,11 +215,18 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                         "order": None if parts.order is None else float(parts.order.detach()),
                         "clips_per_s": clips_since * runtime.world_size / max(elapsed, 1e-9),
                     }
-                    metrics_file.write(json.dumps(record) + "\n")
-                    metrics_file.flush()
+                    log.write(record, step=global_step, group="train")
                     if on_log:
                         on_log(record)
                     tick, clips_since = time.perf_counter(), 0
+                # monitor: collapse alarm and val kNN probe, every eval_every steps and at the end
+                if global_step % config.runtime.eval_every == 0 or final:
+                    report = {"kind": "monitor", "global_step": global_step,
+                              **monitor.evaluate(model, z_i.detach(), z_j.detach(), float(parts.contrastive.detach()),
+                                                 study if config.study_mask else None)}
+                    log.write(report, step=global_step, group="monitor")
+                    if on_log and runtime.is_main:
+                        on_log(report)
                 if global_step % config.runtime.checkpoint_every == 0:
                     checkpoint(epoch, step_in_epoch)
                 if max_steps is not None and global_step >= max_steps:
@@ -222,8 +235,7 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                 epoch, step_in_epoch = epoch + 1, 0
             checkpoint(epoch, step_in_epoch)
     finally:
-        if metrics_file:
-            metrics_file.close()
+        log.close()
         reader.close()
     return PretrainResult(run_dir, global_step, epoch, last_loss)
 
