@@ -19,6 +19,7 @@ from echoclr.cli import eval_cmds
 from echoclr.cli import bench_cmds
 from echoclr.cli import experiment_cmds
 from echoclr.cli import export_cmd
+from echoclr.cli import embed_cmds
 from echoclr.errors import EXIT_RUNTIME, exit_code_for
 
 
@@ -69,6 +70,7 @@ eval_cmds.register(app)
 bench_cmds.register(app)
 experiment_cmds.register(app)
 export_cmd.register(app)
+embed_cmds.register(app)
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,11 +19,13 @@ Threads = Annotated[int, typer.Option(help="Reader and DALI CPU threads per proc
 
 
 def _runtime(device: str, amp: Optional[bool], compile_: bool, threads: int, max_steps: Optional[int],
-             size: Optional[int], checkpoint_every: int = 500, log_every: int = 10):
+             size: Optional[int], checkpoint_every: int = 500, log_every: int = 10, eval_every: int = 100,
+             tensorboard: bool = True):
     from echoclr.train import RuntimeConfig
 
     return RuntimeConfig(device=device, amp=amp, compile=compile_, loader_threads=threads, max_steps=max_steps,
-                         size=size, checkpoint_every=checkpoint_every, log_every=log_every)
+                         size=size, checkpoint_every=checkpoint_every, log_every=log_every, eval_every=eval_every,
+                         tensorboard=tensorboard)
 
 
 def parse_ratios(text: str) -> tuple[float, ...]:
@@ -41,6 +45,38 @@ def _log(record: dict) -> None:
     console.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
 
 
+@contextmanager
+def _pretrain_progress(epochs: int, max_steps: Optional[int]) -> Iterator[Callable[[dict], None]]:
+    """A rich bar (steps, clips/s, loss, ETA) fed by the pretraining records; monitor records print as lines,
+    a collapse as a red warning. Without a terminal (logs, CI) every record prints as a line instead."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    columns = (TextColumn("pretraining"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("pretraining", total=max_steps, status="")
+
+        def on_log(record: dict) -> None:
+            if record.get("kind") == "monitor":
+                knn = " ".join(f"val kNN AUROC {k}={v:.3f}" for k, v in record["knn_auroc"].items())
+                bar.console.print(f"step {record['global_step']}: embedding std {record['embedding_std']:.3f}, "
+                                  f"effective rank {record['effective_rank']:.1f}, contrastive "
+                                  f"{record['contrastive']:.4f} (collapse value {record['collapse_loss']:.4f}) {knn}")
+                if record["collapsed"]:
+                    bar.console.print(f"[bold red]WARNING: embedding collapse at step {record['global_step']}: "
+                                      f"{record['collapse_reason']}[/bold red]")
+                return
+            if not bar.console.is_terminal:
+                _log(record)
+                return
+            total = epochs * record["steps"] if max_steps is None else min(max_steps, epochs * record["steps"])
+            bar.update(task, completed=record["global_step"], total=total,
+                       status=f"{record['clips_per_s']:.1f} clips/s  loss {record['loss']:.4f}")
+
+        yield on_log
+
+
 def pretrain(
     store: Annotated[str, typer.Argument(help="The echoclr store (path or fsspec URL).")],
     out: Annotated[Path, typer.Option("--out", help="Run folder for checkpoints, config and metrics.")],
@@ -52,6 +88,8 @@ def pretrain(
     batch_size: Annotated[int, typer.Option(help="Global batch in pairs (videos for SimCLR).")] = 392,
     epochs: Annotated[Optional[int], typer.Option(help="Default: 300 (pairs) or 520 (SimCLR), as the paper.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of sampler, augmentations and initial weights.")] = 0,
+    study_mask: Annotated[bool, typer.Option(help="Leave same-study negatives out of NT-Xent (the authors' code "
+                                                  "did not: --no-study-mask).")] = True,
     device: Device = "auto",
     amp: Annotated[Optional[bool], typer.Option(help="bf16 autocast (default: on for CUDA).")] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
@@ -60,6 +98,9 @@ def pretrain(
     size: Size = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
     log_every: Annotated[int, typer.Option(help="Steps between metric lines.")] = 10,
+    eval_every: Annotated[int, typer.Option(help="Steps between monitor evaluations (embedding std, collapse "
+                                                 "alarm, val kNN AUROC); one more at the end.")] = 100,
+    tensorboard: Annotated[bool, typer.Option(help="TensorBoard event files in OUT/tensorboard.")] = True,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Discard an existing run in --out.")] = False,
 ) -> None:
@@ -68,10 +109,11 @@ def pretrain(
     from echoclr.train.pretrain import pretrain as run
 
     config = PretrainConfig(method=method, clip_len=clip_len, temperature=temperature, lr=lr,
-                            batch_size=batch_size, epochs=epochs, seed=seed,
+                            batch_size=batch_size, epochs=epochs, seed=seed, study_mask=study_mask,
                             runtime=_runtime(device, amp, compile_, threads, max_steps, size, checkpoint_every,
-                                             log_every))
-    result = run(store, out, config, resume=resume, overwrite=overwrite, on_log=_log)
+                                             log_every, eval_every=eval_every, tensorboard=tensorboard))
+    with _pretrain_progress(config.num_epochs, max_steps) as on_log:
+        result = run(store, out, config, resume=resume, overwrite=overwrite, on_log=on_log)
     console.print(f"pretraining stopped at step {result.global_step} (epoch {result.epochs_done}); run in {out}")
 
 
@@ -92,6 +134,7 @@ def finetune(
     device: Device = "auto",
     threads: Threads = 4,
     size: Size = None,
+    tensorboard: Annotated[bool, typer.Option(help="TensorBoard event files in each learning rate's folder.")] = True,
     overwrite: Annotated[bool, typer.Option(help="Discard existing runs in --out.")] = False,
 ) -> None:
     """Fine-tune a classifier at each training ratio (label titration); a rerun resumes."""
@@ -102,7 +145,7 @@ def finetune(
         config = FinetuneConfig(label=label, init=init, ratio=ratio, lr=lr, clip_len=clip_len,
                                 batch_size=batch_size, max_epochs=max_epochs, patience=patience,
                                 class_weights=class_weights, seed=seed, subset_seed=subset_seed,
-                                runtime=_runtime(device, None, False, threads, None, size))
+                                runtime=_runtime(device, None, False, threads, None, size, tensorboard=tensorboard))
         result = run(store, out / f"ratio_{ratio:g}", config, overwrite=overwrite, on_log=_log)
         console.print(f"ratio {ratio:g}: lr {result.lr:g}, best epoch {result.best_epoch}, val loss "
                       f"{result.val_loss:.4f}; predictions in {result.out_dir}")

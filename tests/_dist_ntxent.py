@@ -2,6 +2,7 @@
 
 Each case splits one global batch of pairs between the ranks (possibly unevenly),
 projects it with a DDP-wrapped linear layer, computes the gathered NT-Xent loss
+(every split without, then with, the same-study mask of ``inputs["study"]``)
 and backpropagates. Rank 0 writes, per case, the mean of the per-rank losses, the
 (DDP-averaged) weight gradient and the input gradients of every pair to a file
 that the test compares with a single process on the full batch.
@@ -23,9 +24,10 @@ from echoclr import distributed
 from echoclr.losses import NTXentLoss
 
 
-def run_case(inputs: dict, sizes: list[int]) -> dict[str, torch.Tensor]:
+def run_case(inputs: dict, sizes: list[int], masked: bool) -> dict[str, torch.Tensor]:
     me = distributed.rank()
     start, n = sum(sizes[:me]), sizes[me]
+    study = inputs["study"][start : start + n] if masked else None  # (n,)
     x_i = inputs["x_i"][start : start + n]  # (n, D_in)
     x_j = inputs["x_j"][start : start + n]  # (n, D_in)
 
@@ -36,7 +38,7 @@ def run_case(inputs: dict, sizes: list[int]) -> dict[str, torch.Tensor]:
 
     x = torch.cat((x_i, x_j)).requires_grad_(True)  # (2n, D_in): one DDP forward per backward
     z = model(x)  # (2n, D_out)
-    loss = NTXentLoss(temperature=inputs["temperature"])(z[:n], z[n:])
+    loss = NTXentLoss(temperature=inputs["temperature"])(z[:n], z[n:], study)
     loss.backward()
 
     with torch.no_grad():
@@ -57,7 +59,7 @@ def main() -> None:
     try:
         inputs = torch.load(inputs_path, weights_only=True)
         assert distributed.world_size() == len(inputs["splits"][0]), "one split entry per rank"
-        results = [run_case(inputs, list(sizes)) for sizes in inputs["splits"]]
+        results = [run_case(inputs, list(sizes), masked) for masked in (False, True) for sizes in inputs["splits"]]
         if distributed.rank() == 0:
             torch.save(results, output_path)
         dist.barrier()  # nobody tears down before rank 0 has written the results

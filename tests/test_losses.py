@@ -18,15 +18,17 @@ from echoclr.losses import EchoCLRLoss, FrameOrderLoss, NTXentLoss
 REPO = Path(__file__).resolve().parents[1]
 
 
-def naive_ntxent(z_i: torch.Tensor, z_j: torch.Tensor, temperature: float) -> float:
-    """SimCLR's loss written as loops in float64: mean over the 2n anchors."""
+def naive_ntxent(z_i: torch.Tensor, z_j: torch.Tensor, temperature: float, study: list[int] | None = None) -> float:
+    """SimCLR's loss written as loops in float64: mean over the 2n anchors; with ``study``, a row's denominator
+    skips the other entries of its own study."""
     z = [v.double() / v.double().norm() for v in torch.cat((z_i, z_j))]
     n2 = len(z)
     n = n2 // 2
     total = 0.0
     for a in range(n2):
         positive = (a + n) % n2
-        sims = {k: float(z[a] @ z[k]) / temperature for k in range(n2) if k != a}
+        sims = {k: float(z[a] @ z[k]) / temperature for k in range(n2)
+                if k != a and (k == positive or study is None or study[k % n] != study[a % n])}
         denominator = sum(math.exp(s) for s in sims.values())
         total += -math.log(math.exp(sims[positive]) / denominator)
     return total / n2
@@ -42,6 +44,44 @@ def test_ntxent_matches_naive_loop(n: int, temperature: float, gather: bool) -> 
     loss = NTXentLoss(temperature=temperature, gather=gather)(z_i, z_j)
     assert loss.dtype == torch.float32 and loss.ndim == 0
     assert loss.item() == pytest.approx(naive_ntxent(z_i, z_j, temperature), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("n_studies", [1, 2, 3, 7])
+@pytest.mark.parametrize("n", [1, 4, 9])
+def test_ntxent_study_mask_matches_naive_loop(n: int, n_studies: int) -> None:
+    gen = torch.Generator().manual_seed(31 * n + n_studies)
+    z_i = torch.randn(n, 6, generator=gen)
+    z_j = torch.randn(n, 6, generator=gen)
+    study = torch.randint(0, n_studies, (n,), generator=gen)
+    loss = NTXentLoss(temperature=0.3)(z_i, z_j, study)
+    assert loss.item() == pytest.approx(naive_ntxent(z_i, z_j, 0.3, study.tolist()), rel=1e-5, abs=1e-6)
+    # distinct studies: masking changes nothing
+    unique = NTXentLoss(temperature=0.3)(z_i, z_j, torch.arange(n) * 5)
+    assert unique.item() == pytest.approx(NTXentLoss(temperature=0.3)(z_i, z_j).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("pairs_per_study", [1, 2, 4])
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_ntxent_study_mask_analytic(pairs_per_study: int, temperature: float) -> None:
+    # 8 orthogonal, aligned pairs in studies of m pairs. Unmasked, each anchor has 2n - 2 zero-cosine negatives:
+    # log(1 + (2n - 2) e^{-1/t}). Masked, the 2(m - 1) entries of its own study leave: log(1 + (2n - 2m) e^{-1/t}).
+    n, m = 8, pairs_per_study
+    z = torch.eye(n, n + 2)
+    study = torch.arange(n) // m
+    masked = NTXentLoss(temperature=temperature)(z, z.clone(), study)
+    unmasked = NTXentLoss(temperature=temperature)(z, z.clone())
+    assert masked.item() == pytest.approx(math.log1p((2 * n - 2 * m) * math.exp(-1 / temperature)), rel=1e-5, abs=1e-6)
+    assert unmasked.item() == pytest.approx(math.log1p((2 * n - 2) * math.exp(-1 / temperature)), rel=1e-5, abs=1e-6)
+    # one study: only the positive is left, the loss is 0
+    assert NTXentLoss(temperature=temperature)(z, z.clone(), torch.zeros(n, dtype=torch.long)).item() == \
+        pytest.approx(0.0, abs=1e-6)
+
+
+def test_ntxent_study_mask_rejects_bad_study_shapes() -> None:
+    with pytest.raises(ValueError, match="study"):
+        NTXentLoss()(torch.randn(3, 4), torch.randn(3, 4), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="study"):
+        NTXentLoss()(torch.randn(3, 4), torch.randn(3, 4), torch.zeros(3))
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 16])
@@ -169,11 +209,11 @@ def test_distributed_helpers_outside_a_process_group() -> None:
     assert gathered is x
 
 
-def _single_process_reference(inputs: dict) -> dict[str, torch.Tensor]:
+def _single_process_reference(inputs: dict, study: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     weight = inputs["weight"].clone().requires_grad_(True)
     x_i = inputs["x_i"].clone().requires_grad_(True)
     x_j = inputs["x_j"].clone().requires_grad_(True)
-    loss = NTXentLoss(temperature=inputs["temperature"])(x_i @ weight.T, x_j @ weight.T)
+    loss = NTXentLoss(temperature=inputs["temperature"])(x_i @ weight.T, x_j @ weight.T, study)
     loss.backward()
     return {
         "loss": loss.detach(),
@@ -193,6 +233,7 @@ def test_ntxent_two_process_gloo_matches_single_process(tmp_path: Path) -> None:
         "weight": torch.randn(16, 10, generator=gen) / 3,
         "temperature": 0.2,
         "splits": [[3, 3], [4, 2], [1, 5]],  # even, uneven, one rank with a single pair
+        "study": torch.tensor([0, 1, 0, 2, 1, 0]),  # same-study pairs on one rank and across ranks
     }
     torch.save(inputs, tmp_path / "inputs.pt")
     torchrun = Path(sys.executable).parent / "torchrun"
@@ -206,9 +247,11 @@ def test_ntxent_two_process_gloo_matches_single_process(tmp_path: Path) -> None:
     assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
 
     results = torch.load(tmp_path / "out.pt", weights_only=True)
-    ref = _single_process_reference(inputs)
-    assert len(results) == len(inputs["splits"])
-    for sizes, got in zip(inputs["splits"], results):
+    assert len(results) == 2 * len(inputs["splits"])  # each split without, then with, the study mask
+    plain, masked = _single_process_reference(inputs), _single_process_reference(inputs, inputs["study"])
+    assert masked["loss"].item() != pytest.approx(plain["loss"].item(), rel=1e-3)  # the mask matters here
+    cases = [(sizes, ref) for ref in (plain, masked) for sizes in inputs["splits"]]
+    for (sizes, ref), got in zip(cases, results):
         msg = f"split {sizes}"
         torch.testing.assert_close(got["loss_mean"], ref["loss"], msg=msg)
         # DDP averages parameter gradients over ranks: equal to the full-batch gradient.

@@ -49,6 +49,7 @@ class EchoCLRLoss(nn.Module):
         z_j: Tensor,
         order_logits: Tensor | None = None,
         order_targets: Tensor | None = None,
+        study: Tensor | None = None,
     ) -> LossParts:
         """Compute the loss.
 
@@ -58,6 +59,8 @@ class EchoCLRLoss(nn.Module):
             order_logits: ``(M, K!)`` order-head outputs (e.g. ``M = 2n``, both views);
                 required with ``reorder``, refused without it.
             order_targets: ``(M,)`` true order numbers; same rule.
+            study: ``(n,)`` study of each pair: same-study negatives leave the NT-Xent denominator (None:
+                no masking, the authors' behaviour).
 
         Returns:
             :class:`LossParts` with scalar ``total``, ``contrastive`` and ``order``.
@@ -66,7 +69,7 @@ class EchoCLRLoss(nn.Module):
             ValueError: bad shapes or targets, or order inputs missing with ``reorder``
                 / given without it (a reorder flag that never reached the model or loss).
         """
-        contrastive = self.contrastive(z_i, z_j)
+        contrastive = self.contrastive(z_i, z_j, study)
         given = (order_logits is not None, order_targets is not None)
         if self.order is None:
             if any(given):

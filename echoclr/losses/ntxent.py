@@ -44,6 +44,12 @@ class NTXentLoss(nn.Module):
     loss on the global batch, also when ranks hold different numbers of pairs. With
     DDP's gradient averaging, the gradients then equal the single-process gradients.
 
+    Same-study negatives: given the study of every pair (``study``), entries of the same
+    study other than the positive are left out of each row's denominator, on every rank
+    (the studies are gathered with the embeddings). The paper's negatives are videos of
+    *other* patients; the authors' code did not mask, so two pairs of one study in a batch
+    were pushed apart. Without ``study`` the loss is plain NT-Xent.
+
     Computed in float32 with autocast disabled (the logits feed an exp).
 
     Args:
@@ -65,12 +71,14 @@ class NTXentLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, gather={self.gather}"
 
-    def forward(self, z_i: Tensor, z_j: Tensor) -> Tensor:
+    def forward(self, z_i: Tensor, z_j: Tensor, study: Tensor | None = None) -> Tensor:
         """Loss of the local pairs ``(z_i[k], z_j[k])``.
 
         Args:
             z_i: ``(n, D)`` embeddings of the first views (not necessarily normalised).
             z_j: ``(n, D)`` embeddings of the second views; row ``k`` pairs with ``z_i[k]``.
+            study: ``(n,)`` integer study of pair ``k`` (the same numbering on every rank), or None for no
+                same-study masking.
 
         Returns:
             Scalar loss (float32). In a single process (or ``gather=False``), the mean
@@ -78,17 +86,22 @@ class NTXentLoss(nn.Module):
             global rows, ``W / (2N)`` times the sum over the local rows.
 
         Raises:
-            ValueError: shapes are not equal ``(n, D)`` with ``n >= 1``.
+            ValueError: shapes are not equal ``(n, D)`` with ``n >= 1``; ``study`` is not an integer ``(n,)``.
         """
         if z_i.ndim != 2 or z_i.shape != z_j.shape or z_i.shape[0] < 1:
             raise ValueError(
                 "NT-Xent expects two embedding batches of equal shape (n, D) with n >= 1, "
                 f"got z_i {tuple(z_i.shape)} and z_j {tuple(z_j.shape)}"
             )
+        if study is not None and (study.shape != (z_i.shape[0],) or study.is_floating_point()):
+            raise ValueError(
+                f"study must be an integer tensor of shape ({z_i.shape[0]},) (one study per pair), got "
+                f"{study.dtype} {tuple(study.shape)}"
+            )
         with torch.autocast(device_type=z_i.device.type, enabled=False):
-            return self._loss(z_i.float(), z_j.float())
+            return self._loss(z_i.float(), z_j.float(), study)
 
-    def _loss(self, z_i: Tensor, z_j: Tensor) -> Tensor:
+    def _loss(self, z_i: Tensor, z_j: Tensor, study: Tensor | None = None) -> Tensor:
         n = z_i.shape[0]
         z_i = F.normalize(z_i, dim=1)
         z_j = F.normalize(z_j, dim=1)
@@ -113,5 +126,17 @@ class NTXentLoss(nn.Module):
         self_col = torch.cat((offset + local, n_global + offset + local))  # (2n,)
         positive_col = torch.cat((n_global + offset + local, offset + local))  # (2n,)
         logits = logits.scatter(1, self_col[:, None], float("-inf"))
+        if study is not None:
+            logits = logits.masked_fill(self._same_study(study.to(rows.device), n_ranks, positive_col), float("-inf"))
         per_row = F.cross_entropy(logits, positive_col, reduction="none")  # (2n,)
         return per_row.sum() * (n_ranks / (2 * n_global))
+
+    @staticmethod
+    def _same_study(study: Tensor, n_ranks: int, positive_col: Tensor) -> Tensor:
+        """``(2n, 2N)`` bool: column of the row's study other than its positive (self is masked anyway)."""
+        with torch.no_grad():
+            global_study = torch.cat(distributed.all_gather(study)) if n_ranks > 1 else study  # (N,)
+            col_study = torch.cat((global_study, global_study))  # (2N,): views i, then views j
+            row_study = torch.cat((study, study))  # (2n,)
+            same = row_study[:, None] == col_study[None, :]  # (2n, 2N)
+            return same.scatter(1, positive_col[:, None], False)

@@ -5,12 +5,13 @@ Pretraining and fine-tuning differ only in the arguments they pass here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from echoclr.data import SamplerConfig, plan_epoch
 from echoclr.pipeline import AugmentConfig, EvalLoader, LoaderConfig, PairLoader, SingleLoader
 from echoclr.store.reader import ClipReader, SubsetReader
 from echoclr.train.runtime import Runtime
@@ -64,6 +65,22 @@ def pretrain_batches(
         yield _resize(x, size, runtime), order
 
 
+def batch_studies(plan, study_of_item: np.ndarray, batch_size: int, runtime: Runtime) -> Iterator[torch.Tensor]:
+    """The study of every pair of each :func:`pretrain_batches` batch (same plan, same ``batch_size``, the last
+    batch partial): ``int64 (n,)`` on the output device, for NT-Xent's same-study mask.
+
+    Args:
+        plan: the pairs or single plan given to :func:`pretrain_batches` (it indexes ``videos``).
+        study_of_item: ``int64 (len(videos),)`` study number of each of ``videos`` (one numbering on every rank).
+        batch_size: items per batch.
+        runtime: gives the output device.
+    """
+    column = plan.fields["video_i" if plan.mode == "pairs" else "video"]  # both videos of a pair share a study
+    study = np.asarray(study_of_item, dtype=np.int64)[column]  # (items,)
+    for b in range(-(-len(study) // batch_size)):  # the last batch may be partial, as in pretrain_batches
+        yield torch.as_tensor(study[b * batch_size : (b + 1) * batch_size], device=runtime.device)
+
+
 def labelled_batches(
     reader: ClipReader,
     plan,
@@ -102,3 +119,63 @@ def eval_batches(
     config = loader_config(clip_len=clip_len, runtime=runtime, threads=threads, augment=False, kinetics=kinetics)
     for x, video, _study in EvalLoader(subset, plan, batch_size, config):
         yield _resize(x, size, runtime), torch.from_numpy(videos[video])  # host indices: no GPU round trip
+
+
+def mean_clip_outputs(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    reader: ClipReader,
+    videos: np.ndarray,
+    *,
+    clip_len: int,
+    n_clips: int,
+    batch_size: int,
+    runtime: Runtime,
+    threads: int,
+    kinetics: bool,
+    size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """The paper's inference rule: the mean of ``forward`` over ``n_clips`` evenly spaced clips of each video.
+
+    Every inference (fine-tuning scores, frozen embeddings, the pretraining monitor) goes through here: the
+    sampler's eval mode plans the clips, :func:`eval_batches` loads them un-augmented.
+
+    Args:
+        forward: maps clips ``(n, C, T, H, W)`` to ``(n,)`` scores or ``(n, F)`` features; called under
+            ``torch.no_grad()`` and the runtime's autocast.
+        reader: the store's clip reader.
+        videos: store positions of the videos, ``int64 (V,)``.
+        clip_len, n_clips: frames per clip and clips per video.
+        batch_size: clips per forward pass.
+        runtime, threads, kinetics, size: as :func:`eval_batches`.
+        progress: called with ``(clips done, clips total)`` after every batch.
+
+    Returns:
+        ``float64 (V,)`` or ``(V, F)``: row ``k`` is the mean output over the clips of ``videos[k]``.
+    """
+    videos = np.asarray(videos, dtype=np.int64)
+    if len(videos) == 0:
+        return np.zeros(0)
+    sampler = SamplerConfig(mode="eval", clip_len=clip_len, reorder=False, n_clips=n_clips)
+    plan = plan_epoch(sampler, reader.study_of_video[videos], reader.n_frames[videos], epoch=0)
+    row_of = np.full(len(reader), -1, np.int64)
+    row_of[videos] = np.arange(len(videos))
+    sums: np.ndarray | None = None
+    counts = np.zeros(len(videos), np.int64)
+    done = 0
+    with torch.no_grad():
+        for x, video in eval_batches(reader, plan, videos, clip_len=clip_len, batch_size=batch_size,
+                                     runtime=runtime, threads=threads, kinetics=kinetics, size=size):
+            with runtime.autocast():
+                out = forward(x)
+            out = out.float().cpu().numpy().astype(np.float64)  # (n,) or (n, F)
+            if sums is None:
+                sums = np.zeros((len(videos), *out.shape[1:]), np.float64)
+            rows = row_of[video.numpy()]
+            np.add.at(sums, rows, out)
+            np.add.at(counts, rows, 1)
+            done += len(rows)
+            if progress is not None:
+                progress(done, len(plan))
+    assert sums is not None and counts.min() >= 1, "every video gets at least one eval clip"
+    return sums / counts.reshape(-1, *([1] * (sums.ndim - 1)))

@@ -34,6 +34,9 @@ class RuntimeConfig:
         log_every: steps between metric lines.
         max_steps: stop after this many optimiser steps in total (demos, tests, benchmarks); None = all epochs.
         size: resize clips to ``size`` px after augmentation (the CPU demo preset); None = the store's size.
+        eval_every: steps between the pretraining monitor's evaluations (collapse alarm, val kNN AUROC; also one
+            at the end).
+        tensorboard: write TensorBoard event files to ``<run>/tensorboard`` beside ``metrics.jsonl``.
     """
 
     device: str = "auto"
@@ -45,11 +48,13 @@ class RuntimeConfig:
     log_every: int = 10
     max_steps: int | None = None
     size: int | None = None
+    eval_every: int = 100
+    tensorboard: bool = True
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        for name in ("loader_threads", "checkpoint_every", "log_every"):
+        for name in ("loader_threads", "checkpoint_every", "log_every", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -73,6 +78,8 @@ class PretrainConfig:
         epochs: None = the paper's (300 over pairs, 520 over videos for SimCLR).
         seed: seeds the sampler, the augmentations and the model's initial weights.
         split: the store split pretrained on.
+        study_mask: leave same-study entries other than the positive out of the NT-Xent denominator (negatives
+            are other patients, as the paper says); False = the authors' code, which did not mask.
     """
 
     method: Method = "echoclr"
@@ -83,6 +90,7 @@ class PretrainConfig:
     epochs: int | None = None
     seed: int = 0
     split: str = "train"
+    study_mask: bool = True
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:

@@ -33,7 +33,7 @@ from echoclr.distributed import all_gather_objects, all_ranks_succeed, broadcast
 from echoclr.models import Classifier, Encoder, kinetics_init, load_encoder_state
 from echoclr.overwrite import OverwriteRefusedError, remove_owned_folder
 from echoclr.store import ClipReader, open_store
-from echoclr.train.batches import eval_batches, labelled_batches
+from echoclr.train.batches import labelled_batches, mean_clip_outputs
 from echoclr.train.checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -45,6 +45,7 @@ from echoclr.train.checkpoint import (
     write_json,
 )
 from echoclr.train.config import FinetuneConfig, science_json
+from echoclr.train.monitor import RunLog
 from echoclr.train.runtime import Runtime, setup_runtime, teardown_runtime
 from echoclr.train.subsets import titration_studies
 
@@ -106,29 +107,11 @@ def predict_videos(
         return np.zeros(0)
     shares = np.array_split(np.asarray(videos, np.int64), runtime.world_size)
     mine = shares[runtime.rank]
-    scores = _predict_share(model, reader, mine, clip_len=clip_len, n_clips=n_clips, batch_size=batch_size,
-                            runtime=runtime, threads=threads, kinetics=kinetics, size=size)
-    return np.concatenate(all_gather_objects(scores)) if runtime.distributed else scores
-
-
-def _predict_share(model, reader: ClipReader, videos: np.ndarray, *, clip_len, n_clips, batch_size, runtime,
-                   threads, kinetics, size) -> np.ndarray:
-    if len(videos) == 0:
-        return np.zeros(0)
-    sampler = SamplerConfig(mode="eval", clip_len=clip_len, reorder=False, n_clips=n_clips)
-    plan = plan_epoch(sampler, reader.study_of_video[videos], reader.n_frames[videos], epoch=0)
-    sums = np.zeros(len(reader), np.float64)
-    counts = np.zeros(len(reader), np.int64)
     model.eval()
-    with torch.no_grad():
-        for x, video in eval_batches(reader, plan, videos, clip_len=clip_len, batch_size=batch_size,
-                                     runtime=runtime, threads=threads, kinetics=kinetics, size=size):
-            with runtime.autocast():
-                logits = model(x)
-            scores = torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
-            np.add.at(sums, video.numpy(), scores)
-            np.add.at(counts, video.numpy(), 1)
-    return sums[videos] / np.maximum(counts[videos], 1)
+    scores = mean_clip_outputs(lambda x: torch.sigmoid(model(x).float()), reader, mine, clip_len=clip_len,
+                               n_clips=n_clips, batch_size=batch_size, runtime=runtime, threads=threads,
+                               kinetics=kinetics, size=size)
+    return np.concatenate(all_gather_objects(scores)) if runtime.distributed else scores
 
 
 def _bce(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -350,6 +333,7 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
     study_of_train = reader.study_of_video[train]
     frames_of_train = reader.n_frames[train]
 
+    log = RunLog(trial_dir, tensorboard=config.runtime.tensorboard, enabled=runtime.is_main)
     for epoch in range(start_epoch, config.max_epochs):
         # the single-process plan of the epoch, each global batch split between the ranks
         plan = plan_epoch(sampler, study_of_train, frames_of_train, epoch=epoch)
@@ -389,8 +373,11 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
                                     threads=config.runtime.loader_threads, kinetics=kinetics,
                                     size=config.runtime.size)
         val_loss = _bce(val_scores, labels[val])
-        record = {"lr": lr, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}
+        record = {"lr": lr, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                  "val_auroc": _study_auroc(reader, val, labels, val_scores)}
         history["epochs"].append(record)
+        # log
+        log.write(record, step=epoch, group=f"finetune_lr_{lr:g}")
         if on_log and runtime.is_main:
             on_log(record)
         best_epoch = int(np.argmin([e["val_loss"] for e in history["epochs"]]))
@@ -410,7 +397,19 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
             write_json(history_path, history)
         if stop:
             break
+    log.close()
     return history
+
+
+def _study_auroc(reader: ClipReader, videos: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
+    """Study-level AUROC (mean score over a study's videos); NaN when the studies hold one class."""
+    from echoclr.eval.metrics import auroc
+
+    studies, inverse = np.unique(reader.study_of_video[videos], return_inverse=True)
+    study_scores = np.bincount(inverse, weights=scores) / np.bincount(inverse)
+    study_labels = np.zeros(len(studies))
+    study_labels[inverse] = labels[videos]
+    return auroc(study_labels, study_scores) if len(np.unique(study_labels)) == 2 else math.nan
 
 
 def write_predictions(out_dir: Path, split: str, reader: ClipReader, videos: np.ndarray, labels: np.ndarray,

@@ -27,7 +27,7 @@ from echoclr.losses import EchoCLRLoss
 from echoclr.models import Encoder, PretrainModel
 from echoclr.overwrite import OverwriteRefusedError
 from echoclr.store import ClipReader, open_store
-from echoclr.train.batches import pretrain_batches
+from echoclr.train.batches import batch_studies, pretrain_batches
 from echoclr.train.checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -38,9 +38,8 @@ from echoclr.train.checkpoint import (
     write_json,
 )
 from echoclr.train.config import DEFAULT_PRETRAIN_LR, PAPER_PRETRAIN_LR, PretrainConfig, science_json
+from echoclr.train.monitor import METRICS_NAME, TENSORBOARD_DIR, PretrainMonitor, RunLog
 from echoclr.train.runtime import Runtime, setup_runtime, teardown_runtime
-
-METRICS_NAME = "metrics.jsonl"
 
 
 class RunExistsError(UsageError, FileExistsError):
@@ -113,6 +112,9 @@ def _prepare_run_dir(run_dir: Path, config: PretrainConfig, *, resume: bool, ove
     if overwrite and run_dir.exists():
         for name in (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME):
             (run_dir / name).unlink(missing_ok=True)
+        import shutil
+
+        shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
         return None
     if checkpoint.exists():
         if not resume:
@@ -230,7 +232,9 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
     last_loss = None
     collapse = CollapseWatch(lr=config.lr)
     max_steps = config.runtime.max_steps
-    metrics_file = (run_dir / METRICS_NAME).open("a") if runtime.is_main else None
+    log = RunLog(run_dir, tensorboard=config.runtime.tensorboard, enabled=runtime.is_main)
+    monitor = PretrainMonitor(reader, store.label_names, criterion.contrastive, runtime, clip_len=config.clip_len,
+                              size=config.runtime.size, threads=config.runtime.loader_threads)
     try:
         while epoch < config.num_epochs and (max_steps is None or global_step < max_steps):
             counts = rank_item_counts(sampler, study_of_video, n_frames, epoch=epoch, world_size=runtime.world_size)
@@ -255,9 +259,10 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                 reader, plan, videos, method=config.method, clip_len=config.clip_len, batch_size=local_batch,
                 runtime=runtime, threads=config.runtime.loader_threads, size=config.runtime.size,
             )
+            studies = batch_studies(plan, study_of_video, local_batch, runtime)  # (n,) per batch, for the mask
             train_model.train()
             tick, clips_since = time.perf_counter(), 0
-            for x, order in batches:
+            for (x, order), study in zip(batches, studies):
                 # forward: both views in one batch (the loader's layout), so batch-norm sees all clips of the step
                 with runtime.autocast():
                     z, order_logits = train_model(x)
@@ -265,7 +270,7 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                     # loss: NT-Xent over the global batch (+ frame order for EchoCLR)
                     targets = order if config.reorder else None
                     logits = order_logits.float() if order_logits is not None else None
-                    parts = criterion(z_i, z_j, logits, targets)
+                    parts = criterion(z_i, z_j, logits, targets, study if config.study_mask else None)
                 # backward
                 optimizer.zero_grad(set_to_none=True)
                 parts.total.backward()
@@ -275,7 +280,9 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                 global_step += 1
                 clips_since += len(x)
                 # log
-                if runtime.is_main and (global_step % config.runtime.log_every == 0 or step_in_epoch == steps):
+                final = (max_steps is not None and global_step >= max_steps) or (
+                    step_in_epoch == steps and epoch + 1 >= config.num_epochs)
+                if runtime.is_main and (global_step % config.runtime.log_every == 0 or step_in_epoch == steps or final):
                     last_loss = float(parts.total.detach())
                     elapsed = time.perf_counter() - tick
                     record = {
@@ -284,12 +291,19 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                         "order": None if parts.order is None else float(parts.order.detach()),
                         "clips_per_s": clips_since * runtime.world_size / max(elapsed, 1e-9),
                     }
-                    metrics_file.write(json.dumps(record) + "\n")
-                    metrics_file.flush()
+                    log.write(record, step=global_step, group="train")
                     if on_log:
                         on_log(record)
                     collapse.observe(record["contrastive"], len(x) // 2 * runtime.world_size)
                     tick, clips_since = time.perf_counter(), 0
+                # monitor: collapse alarm and val kNN probe, every eval_every steps and at the end
+                if global_step % config.runtime.eval_every == 0 or final:
+                    report = {"kind": "monitor", "global_step": global_step,
+                              **monitor.evaluate(model, z_i.detach(), z_j.detach(), float(parts.contrastive.detach()),
+                                                 study if config.study_mask else None)}
+                    log.write(report, step=global_step, group="monitor")
+                    if on_log and runtime.is_main:
+                        on_log(report)
                 if global_step % config.runtime.checkpoint_every == 0:
                     checkpoint(epoch, step_in_epoch)
                 if max_steps is not None and global_step >= max_steps:
@@ -298,8 +312,7 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                 epoch, step_in_epoch = epoch + 1, 0
             checkpoint(epoch, step_in_epoch)
     finally:
-        if metrics_file:
-            metrics_file.close()
+        log.close()
         reader.close()
     return PretrainResult(run_dir, global_step, epoch, last_loss)
 
