@@ -22,7 +22,7 @@ def gradcam(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Grad-CAM on layer4 over the first 32 frames, max over time, overlaid on the first frame."""
-    from echoclr.eval.saliency import gradcam_overlays
+    from echoclr.run.saliency import gradcam_overlays
 
     chosen = [v.strip() for v in videos.split(",") if v.strip()] if videos else None
     try:

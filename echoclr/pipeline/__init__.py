@@ -1,11 +1,12 @@
 """The clip data engine: DALI augmentation graph, its pipelines, and the loaders around them.
 
 Importing this package never imports DALI; building a pipeline without DALI raises
-:class:`DaliNotAvailableError` with the install command.
+:class:`DaliNotAvailableError` with the install command. The numpy oracle :mod:`echoclr.pipeline.reference` is for
+tests and benchmarks and is not imported here.
 """
 
 from echoclr.pipeline.dali import ClipPipeline, DaliNotAvailableError, dali_available, require_dali
-from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, AugmentConfig, augment_graph
+from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, AugmentConfig, AugmentParams, augment_graph, minmax_normalize
 from echoclr.pipeline.loaders import (
     ClipReaderLike,
     EvalLoader,
@@ -15,7 +16,6 @@ from echoclr.pipeline.loaders import (
     pipeline_seed,
     plan_array,
 )
-from echoclr.pipeline.reference import AugmentParams, draw_params, reference_augment
 
 __all__ = [
     "KINETICS_MEAN",
@@ -31,9 +31,8 @@ __all__ = [
     "SingleLoader",
     "augment_graph",
     "dali_available",
-    "draw_params",
+    "minmax_normalize",
     "pipeline_seed",
     "plan_array",
-    "reference_augment",
     "require_dali",
 ]

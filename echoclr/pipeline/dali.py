@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from echoclr.pipeline.graph import SOURCE_LAYOUT, AugmentConfig, augment_graph
-from echoclr.pipeline.reference import AugmentParams
+from echoclr.pipeline.graph import SOURCE_LAYOUT, AugmentConfig, AugmentParams, augment_graph
 
 OUTPUT_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 """Output dtypes the pipeline offers, by config name."""

@@ -5,7 +5,7 @@ the sampler and reader) and of the device: the same function builds the CPU pipe
 (``device_id=None``) and the GPU pipeline (clips moved to the GPU right after the
 source). Every random parameter is drawn per clip by DALI's random operators from the
 pipeline seed, applied identically to all frames of the clip, and returned as an extra
-output so that :mod:`echoclr.pipeline.reference` can replay it.
+output (:class:`AugmentParams`) so that the test oracle :mod:`echoclr.pipeline.reference` can replay it.
 
 Per clip, in order (the paper's augmentation, DESIGN.md "method" table):
 
@@ -95,6 +95,44 @@ class AugmentConfig:
                 "AugmentConfig.kinetics_norm=True needs channels=3 (the Kinetics mean/std are per "
                 f"RGB channel), got channels={self.channels}"
             )
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Per-clip augmentation parameters of one batch of ``n`` clips.
+
+    Attributes:
+        shift: int64 ``(n, 2)``, ``(dy, dx)``: ``out[y, x] = in[y + dy, x + dx]`` (0 outside).
+        flip: bool ``(n,)``, horizontal flip.
+        angle: float32 ``(n,)``, rotation in degrees, counter-clockwise on screen; 0 = none.
+    """
+
+    shift: np.ndarray
+    flip: np.ndarray
+    angle: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.flip)
+        if np.shape(self.shift) != (n, 2) or np.shape(self.angle) != (n,) or np.ndim(self.flip) != 1:
+            raise ValueError(
+                f"AugmentParams needs shift (n, 2), flip (n,), angle (n,); got shift {np.shape(self.shift)}, "
+                f"flip {np.shape(self.flip)}, angle {np.shape(self.angle)}"
+            )
+
+
+def minmax_normalize(clip: np.ndarray) -> np.ndarray:
+    """Per-clip min-max to [0, 1] in float32 (the graph's step 5 for callers outside a pipeline); a constant clip
+    gives zeros.
+
+    Args:
+        clip: ``(T, H, W)`` array.
+
+    Returns:
+        float32 ``(T, H, W)``.
+    """
+    x = clip.astype(np.float32)
+    lo, hi = x.min(), x.max()
+    return (x - lo) / np.maximum(hi - lo, np.float32(MIN_RANGE))
 
 
 class GraphOutputs(NamedTuple):

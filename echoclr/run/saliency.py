@@ -11,9 +11,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from echoclr.eval.gradcam import PAPER_CLIP_LEN, animate, first_clip, gradcam, overlay_png, saliency_2d
+from echoclr.eval.gradcam import (
+    PAPER_CLIP_LEN,
+    animate,
+    block_cells,
+    explainable_block,
+    first_clip,
+    gradcam,
+    overlay_png,
+    saliency_2d,
+)
 from echoclr.models import Classifier, Encoder, kinetics_standardize
-from echoclr.pipeline.reference import minmax_normalize
+from echoclr.pipeline.graph import minmax_normalize
 from echoclr.store import open_store
 from echoclr.train.checkpoint import load_checkpoint, resolve_checkpoint
 from echoclr.train.config import config_from_json
@@ -54,16 +63,26 @@ def gradcam_overlays(
     split: str = "test",
     device: str = "cpu",
     gif: bool = False,
+    layer: str = "auto",
+    log=None,
 ) -> list[Path]:
     """Write one Grad-CAM overlay PNG (and optionally a GIF) per video.
 
     Videos: ``video_ids``, or the ``n`` most confident true positives of ``split`` from the checkpoint folder's
-    predictions, or else the first ``n`` videos of ``split``.
+    predictions, or else the first ``n`` videos of ``split``. A map whose 2-D heatmap is uniform (no spatial
+    evidence: e.g. a 1 x 1 cell map) is not drawn; ``log`` says so.
+
+    Args:
+        layer: the encoder block to explain (``layer1`` ... ``layer4``), or ``auto``: the deepest block with at
+            least 4 x 4 spatial cells at the model's clip size (``layer4`` at 112 px, ``layer2`` at 16 px).
+        log: called with one line per skipped video and the block used.
 
     Raises:
         KeyError: a video id is not in the store.
-        ValueError: the checkpoint is not a fine-tuned classifier.
+        ValueError: the checkpoint is not a fine-tuned classifier; ``layer`` names no encoder block or no block
+            has 4 x 4 cells at this size.
     """
+    log = log or (lambda line: None)
     out_dir = Path(out_dir)
     torch_device = torch.device(device)
     model, config = load_classifier(checkpoint, torch_device)
@@ -76,6 +95,7 @@ def gradcam_overlays(
     if not chosen:
         chosen = [store.records[i].video_id for i in store.select([split])[:n]]
     written = []
+    block = None
     for video_id in chosen:
         index = store.index_of(video_id)
         n_frames = store.records[index].n_frames
@@ -85,14 +105,24 @@ def gradcam_overlays(
             x = F.adaptive_avg_pool3d(x, (clip.shape[0], size, size))  # the model saw clips at this size
         if kinetics:
             x = kinetics_standardize(x)  # (1, 1, T, H, W) -> (1, 3, T, H, W)
-        cam = gradcam(model, x[0])  # (T, h, w) in [0, 1]
+        if block is None:
+            block = explainable_block(model, tuple(x.shape[1:])) if layer == "auto" else layer
+            cells = block_cells(model, tuple(x.shape[1:]))
+            if block not in cells:
+                raise ValueError(f"layer must be 'auto' or one of {sorted(cells)}, got {layer!r}")
+            log(f"Grad-CAM of encoder.{block}: {cells[block][1]}x{cells[block][2]} cells for "
+                f"{x.shape[-1]} px clips")
+        cam = gradcam(model, x[0], target_layer=getattr(model.encoder, block))  # (T, h, w) in [0, 1]
         heat = saliency_2d(cam)
+        if float(heat.max() - heat.min()) < 1e-3:
+            log(f"  {video_id}: uniform Grad-CAM map (no spatial evidence); not drawn")
+            continue
         if heat.shape != clip.shape[1:]:
             heat = cv2.resize(heat, clip.shape[1:][::-1], interpolation=cv2.INTER_LINEAR)
         with torch.no_grad():
             score = float(torch.sigmoid(model(x.to(torch_device))).item())
         safe = video_id.replace("/", "_")
-        title = f"{video_id}  label={finetune.label}  score={score:.2f}"
+        title = f"{video_id}  label={finetune.label}  score={score:.2f}  ({block})"
         written.append(overlay_png(clip[0], heat, out_dir / f"gradcam_{safe}.png", title=title))
         if gif:
             cams = np.stack([cv2.resize(c, clip.shape[1:][::-1]) for c in cam]) if cam.shape[1:] != clip.shape[1:] else cam
