@@ -8,6 +8,7 @@ from echoclr.cli import data_cmds, demo_cmd, gradcam_cmd, train_cmds
 from echoclr.cli import eval_cmds
 from echoclr.cli import bench_cmds
 from echoclr.cli import experiment_cmds
+from echoclr.cli import embed_cmds
 
 app = typer.Typer(
     name="echoclr",
@@ -23,6 +24,7 @@ gradcam_cmd.register(app)
 eval_cmds.register(app)
 bench_cmds.register(app)
 experiment_cmds.register(app)
+embed_cmds.register(app)
 
 
 def main() -> None:

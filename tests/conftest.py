@@ -19,3 +19,31 @@ def tiny_store(tmp_path_factory):
                          preprocess=PreprocessConfig(size=32, chunk_frames=4), workers=1)
     assert not result.failures
     return root / "store.zarr"
+
+
+@pytest.fixture(scope="session")
+def labelled_store(tmp_path_factory):
+    """24 one-video studies at 32×32 px whose val and test splits each hold both classes of ``lvh`` (assigned per
+    class round-robin), for probes and the pretraining monitor's val kNN AUROC."""
+    import csv
+
+    root = tmp_path_factory.mktemp("labelled")
+    config = SynthConfig(n_studies=24, seed=5, min_videos=1, max_videos=1, min_frames=16, max_frames=20,
+                         min_width=160, max_width=160, lvh_prevalence=0.5)
+    manifest = generate_dataset(root / "data", config)
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    seen = {"0": 0, "1": 0}
+    for row in rows:  # per class: 1 of every 4 studies to val, 1 to test, 2 to train
+        position = seen[row["lvh"]] % 4
+        seen[row["lvh"]] += 1
+        row["split"] = "val" if position == 1 else "test" if position == 3 else "train"
+    assert min(seen.values()) >= 4, seen
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = ingest_rows(read_manifest(manifest), root / "store.zarr",
+                         preprocess=PreprocessConfig(size=32, chunk_frames=4), workers=1)
+    assert not result.failures
+    return root / "store.zarr"

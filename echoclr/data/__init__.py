@@ -15,6 +15,7 @@ from echoclr.data.sampling import (
     plan_epoch,
     rank_item_counts,
 )
+from echoclr.data.subsets import titration_studies
 
 __all__ = [
     "MAX_REORDER_CLIP_LEN",
@@ -28,4 +29,5 @@ __all__ = [
     "permutation_from_index",
     "plan_epoch",
     "rank_item_counts",
+    "titration_studies",
 ]

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from echoclr.data import SamplerConfig, plan_epoch
 from echoclr.models import Classifier, Encoder, kinetics_init, load_encoder_state
 from echoclr.store import ClipReader, open_store
-from echoclr.train.batches import eval_batches, labelled_batches
+from echoclr.train.batches import labelled_batches, mean_clip_outputs
 from echoclr.train.checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -93,22 +93,10 @@ def predict_videos(
     size: int | None,
 ) -> np.ndarray:
     """Mean sigmoid score over ``n_clips`` evenly spaced clips of each video: ``float64 (len(videos),)``."""
-    if len(videos) == 0:
-        return np.zeros(0)
-    sampler = SamplerConfig(mode="eval", clip_len=clip_len, reorder=False, n_clips=n_clips)
-    plan = plan_epoch(sampler, reader.study_of_video[videos], reader.n_frames[videos], epoch=0)
-    sums = np.zeros(len(reader), np.float64)
-    counts = np.zeros(len(reader), np.int64)
     model.eval()
-    with torch.no_grad():
-        for x, video in eval_batches(reader, plan, videos, clip_len=clip_len, batch_size=batch_size,
-                                     runtime=runtime, threads=threads, kinetics=kinetics, size=size):
-            with runtime.autocast():
-                logits = model(x)
-            scores = torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
-            np.add.at(sums, video.numpy(), scores)
-            np.add.at(counts, video.numpy(), 1)
-    return sums[videos] / np.maximum(counts[videos], 1)
+    return mean_clip_outputs(lambda x: torch.sigmoid(model(x).float()), reader, videos, clip_len=clip_len,
+                             n_clips=n_clips, batch_size=batch_size, runtime=runtime, threads=threads,
+                             kinetics=kinetics, size=size)
 
 
 def _bce(scores: np.ndarray, labels: np.ndarray) -> float:
