@@ -467,6 +467,13 @@ def write_report(
     for p in plots:
         parts.append(f"<figure><img src='{esc(rel(p.path))}' alt='{esc(p.caption)}'>"
                      f"<figcaption>{esc(p.caption)}</figcaption></figure>")
+    if any(s.n_repeats > 1 for s in summary):
+        table = [line.strip("|").split(" | ") for line in summary_markdown(summary).splitlines()]
+        table = [[cell.strip() for cell in row] for row in table]
+        parts += ["<h2>Over subset draws</h2>", "<table>",
+                  "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in table[0]) + "</tr>"]
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in table[2:]]
+        parts.append("</table>")
     parts += ["<h2>Results</h2>", "<table>", "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]
     parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in body]
     parts += ["</table>", "</body></html>", ""]

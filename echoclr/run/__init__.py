@@ -1,5 +1,5 @@
 """Orchestration: what runs trainings and evaluations end to end (the titration grid, checkpoint evaluation,
-Grad-CAM of stored videos, the demo).
+frozen-encoder embeddings of a store, Grad-CAM of stored videos, the demo).
 
 The layer on top: it may import ``train``, ``eval``, ``store`` and ``models``; nothing below imports it. Importing
 this package imports torch only when a name is used.
@@ -13,6 +13,7 @@ _LAZY = {
     "evaluate_checkpoint": "echoclr.run.evaluate",
     "load_finetuned": "echoclr.run.evaluate",
     "gradcam_overlays": "echoclr.run.saliency",
+    "embed_store": "echoclr.run.embed",
     "DemoConfig": "echoclr.run.demo",
     "run_demo": "echoclr.run.demo",
 }
