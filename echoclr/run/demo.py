@@ -360,8 +360,8 @@ def _write_report(out: Path, config: DemoConfig, preset: str, result, cams, cam_
               "subset draws, sampling plans and augmentation parameters are pure functions of the seed (the C++ and "
               "Python samplers are bit-identical). Not bit-reproducible across machines or thread counts: float32 "
               "convolutions in oneDNN/cuDNN sum in an order that depends on the CPU's vector units and the number of "
-              "threads, so weights drift apart after a few hundred steps and individual AUROCs move by a few "
-              "hundredths (a previous README's 0.863 vs 0.301 did not reproduce on another machine for this reason). "
+              "threads, so weights can drift apart over hundreds of steps and single-run AUROCs differ between machines "
+              "(a previous README's single-run 0.863 vs 0.301 came out 0.793 vs 0.344 on another machine). "
               "Read the mean ± SD over subset draws, not a single run."]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
