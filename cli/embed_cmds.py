@@ -34,7 +34,8 @@ def embed(
 ) -> None:
     """Per-video and per-study embeddings of a frozen encoder, with ids, splits and labels, in one .npz."""
     from echoclr.cli.progress import progress_callback
-    from echoclr.eval.embed import EmbedConfig, embed_store
+    from echoclr.eval.embed import EmbedConfig
+    from echoclr.run.embed import embed_store
     from echoclr.models import StateDictMismatchError
 
     if out.exists() and not overwrite:

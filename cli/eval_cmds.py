@@ -146,7 +146,8 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="Replace this split's outputs already in --out.")] = False,
 ) -> None:
     """Predict a split with a fine-tuned checkpoint: video/study prediction CSVs and AUROC/AUPR with CIs."""
-    from echoclr.eval import BootstrapConfig, InferenceConfig, evaluate_checkpoint
+    from echoclr.eval import BootstrapConfig, InferenceConfig
+    from echoclr.run import evaluate_checkpoint
 
     if out is None:
         out = (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval"

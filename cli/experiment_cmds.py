@@ -37,10 +37,12 @@ def _log(record: dict) -> None:
                  for k in keys if record.get(k) is not None]
         console.print("  " + " ".join(parts))
     elif event in ("pretrain", "finetune"):
-        what = record.get("method") or f"{record.get('init')} ratio {record.get('ratio'):g}"
+        what = record.get("method") or f"{record.get('init')} ratio {record.get('ratio'):g}" + (
+            f" repeat {record['repeat']}" if record.get("repeat") else "")
         console.print(f"[bold]{event} {what}[/bold]: {record['status']}")
     elif event == "metrics" and record["status"] == "computed":
-        console.print(f"metrics {record['init']} ratio {record['ratio']:g} {record['split']}: "
+        console.print(f"metrics {record['init']} ratio {record['ratio']:g} repeat {record.get('repeat', 0)} "
+                      f"{record['split']}: "
                       f"AUROC {record['auroc']:.3f}")
 
 
@@ -77,6 +79,9 @@ def experiment(
     eval_clips: Annotated[int, typer.Option(min=1, help="Evenly spaced clips per video at inference.")] = 4,
     seed: Annotated[int, typer.Option(min=0, help="Seed of pretraining and fine-tuning.")] = 0,
     subset_seed: Annotated[int, typer.Option(min=0, help="Seed of the nested titration subsets.")] = 0,
+    repeats: Annotated[int, typer.Option(min=1, help=(
+        "Subset draws per ratio: repeat k fine-tunes with subset seed and seed + k; the table adds mean, SD, range "
+        "and the fraction of repeats where the reference wins. Raising it keeps finished repeats."))] = 1,
     n_boot: Annotated[int, typer.Option("--n-boot", min=2, help="Study-level bootstrap resamples.")] = 10_000,
     boot_seed: Annotated[int, typer.Option(min=0, help="Seed of the bootstrap resamples.")] = 0,
     ci_rule: Annotated[
@@ -87,7 +92,8 @@ def experiment(
     threads: Annotated[int, typer.Option(min=1, help="Reader and DALI CPU threads.")] = 4,
 ) -> None:
     """Run the label-titration grid: inits x ratios, with CIs, paired tests, plots and a report. Resumable."""
-    from echoclr.eval import BootstrapConfig, ExperimentConfig, run_experiment
+    from echoclr.eval import BootstrapConfig
+    from echoclr.run import ExperimentConfig, run_experiment
     from echoclr.train import FinetuneConfig, PretrainConfig, RuntimeConfig
 
     runtime = RuntimeConfig(device=device, loader_threads=threads, size=size)
@@ -105,6 +111,7 @@ def experiment(
         bootstrap=BootstrapConfig(n_boot=n_boot, seed=boot_seed, ci_rule=ci_rule.value),
         reference=reference,
         splits=_items(splits),
+        repeats=repeats,
     )
     result = run_experiment(store, out, config, on_log=_log)
     typer.echo(result.results_md.read_text())

@@ -23,7 +23,7 @@ def gradcam(
     overwrite: Annotated[bool, typer.Option(help="Replace overlays of the same videos already in --out.")] = False,
 ) -> None:
     """Grad-CAM on layer4 over the first 32 frames, max over time, overlaid on the first frame."""
-    from echoclr.eval.saliency import gradcam_overlays
+    from echoclr.run.saliency import gradcam_overlays
 
     chosen = [v.strip() for v in videos.split(",") if v.strip()] if videos else None
     paths = gradcam_overlays(checkpoint, store, out, video_ids=chosen, n=n, split=split, device=device, gif=gif,

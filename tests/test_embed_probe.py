@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from echoclr.cli.app import app
 from echoclr.data import titration_studies
-from echoclr.eval.embed import EmbedConfig, Embeddings, embed_store, load_embeddings
+from echoclr.eval.embed import EmbedConfig, Embeddings, load_embeddings
+from echoclr.run.embed import embed_store
 from echoclr.eval.probe import ProbeConfig, fit_knn, fit_linear, run_probes
 
 EMBED = EmbedConfig(device="cpu", clip_len=4, n_clips=2, size=16, threads=1, batch_size=8)

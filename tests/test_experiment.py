@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,15 @@ from typer.testing import CliRunner
 from echoclr.cli.app import app
 from echoclr.eval import (
     BootstrapConfig,
-    ExperimentConfig,
     ResultRow,
     auroc,
     paired_bootstrap_test,
     read_predictions,
-    run_experiment,
+    summarize_repeats,
     titration_plot,
 )
 from echoclr.ingest import ingest_rows, read_manifest
+from echoclr.run import ExperimentConfig, run_experiment
 from echoclr.store import PreprocessConfig
 from echoclr.train import FinetuneConfig, PretrainConfig, RuntimeConfig
 
@@ -228,6 +229,7 @@ def test_experiment_config_derives_cell_configs_and_validates(tmp_path):
         ({"ratios": (0.0,)}, "ratios"),
         ({"reference": "moco"}, "reference"),
         ({"splits": ("train",)}, "splits"),
+        ({"repeats": 0}, "repeats"),
     ]
     for overrides, match in bad:
         with pytest.raises(ValueError, match=match):
@@ -242,3 +244,65 @@ def test_titration_plot_needs_rows_and_a_known_metric(tmp_path):
         titration_plot([row], tmp_path / "x.png", split="test", metric="f1")
     with pytest.raises(ValueError, match="no result rows"):
         titration_plot([row], tmp_path / "x.png", split="ext_test")
+
+
+def test_repeats_add_subset_draws_keep_finished_runs_and_summarise_the_spread(grid, grid_store):
+    # extends the module's grid in place (cells name their SSL init by absolute path, so a copy would not match):
+    # it runs after every other test of the grid, which is why it is defined after them
+    out = grid
+    events = []
+    result = run_experiment(grid_store, out, replace(_library_config(), repeats=2), on_log=events.append)
+    # repeat 0 is the single-titration cell: raising --repeats trains only the new draws
+    assert sorted(result.trained) == sorted(f"finetune/{i}/ratio_{r:g}_repeat1" for i in INITS for r in RATIOS)
+    assert all(f"finetune/{i}/ratio_{r:g}" in result.skipped for i in INITS for r in RATIOS)
+    for init in INITS:
+        saved = json.loads((out / "finetune" / init / "ratio_0.5_repeat1" / "config.json").read_text())
+        assert (saved["subset_seed"], saved["seed"]) == (1, 1)
+
+    rows = _results(out)
+    assert sorted((r["split"], r["init"], float(r["ratio"]), int(r["repeat"])) for r in rows) == sorted(
+        (s, i, r, k) for s in SPLITS for i in INITS for r in RATIOS for k in (0, 1))
+    by_key = {(r["split"], r["init"], float(r["ratio"]), int(r["repeat"])): r for r in rows}
+    for (split, init, ratio, repeat), r in by_key.items():
+        folder = out / "finetune" / init / (f"ratio_{ratio:g}" + (f"_repeat{repeat}" if repeat else ""))
+        predictions = read_predictions(folder / f"predictions_{split}.csv")
+        assert float(r["auroc"]) == auroc(predictions.labels, predictions.scores)
+        if init == "random":  # the paired test is against EchoCLR on the same subset draw
+            ref = read_predictions(out / "finetune" / "echoclr" / folder.name / f"predictions_{split}.csv")
+            want = paired_bootstrap_test(ref.labels, ref.scores, predictions.scores, n_boot=200, seed=0,
+                                         stratified=True)
+            assert float(r["p_value"]) == pytest.approx(want.p_value)
+
+    with (out / "summary.csv").open(newline="") as handle:
+        summary = list(csv.DictReader(handle))
+    assert len(summary) == len(SPLITS) * len(INITS) * len(RATIOS)
+    for s in summary:
+        key = (s["split"], s["init"], float(s["ratio"]))
+        values = [float(by_key[(*key, k)]["auroc"]) for k in (0, 1)]
+        assert int(s["n_repeats"]) == 2
+        assert float(s["auroc_mean"]) == pytest.approx(np.mean(values))
+        assert float(s["auroc_sd"]) == pytest.approx(np.std(values, ddof=1))
+        assert (float(s["auroc_min"]), float(s["auroc_max"])) == (min(values), max(values))
+        if s["init"] == "random":
+            wins = [float(by_key[(key[0], "echoclr", key[2], k)]["auroc"]) > values[k] for k in (0, 1)]
+            assert float(s["win_fraction"]) == np.mean(wins)
+        else:
+            assert s["win_fraction"] == ""
+    assert "AUROC mean ± SD [min, max]" in (out / "results.md").read_text()
+    assert "## Over subset draws" in (out / "report.md").read_text()
+
+
+def test_summarize_repeats_counts_wins_and_significant_repeats():
+    def row(init, repeat, value, ref=None, p=None):
+        return ResultRow("test", init, 0.1, 10, 1e-3, value, (0.0, 1.0), 0.5, (0.0, 1.0), 0.95, 48, 16,
+                         "echoclr", p, repeat=repeat, reference_auroc=ref)
+
+    rows = [row("echoclr", k, v) for k, v in enumerate((0.8, 0.6, 0.7))]
+    rows += [row("random", 0, 0.5, 0.8, 0.01), row("random", 1, 0.65, 0.6, 0.7), row("random", 2, 0.4, 0.7, 0.04)]
+    random, echo = summarize_repeats(rows)
+    assert (random.init, echo.init) == ("random", "echoclr")
+    assert random.n_repeats == 3 and random.win_fraction == pytest.approx(2 / 3) and random.n_significant == 2
+    assert random.auroc_mean == pytest.approx(np.mean([0.5, 0.65, 0.4]))
+    assert random.auroc_sd == pytest.approx(np.std([0.5, 0.65, 0.4], ddof=1))
+    assert echo.win_fraction is None and echo.n_significant is None
+    assert (echo.auroc_min, echo.auroc_max) == (0.6, 0.8)

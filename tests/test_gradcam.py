@@ -11,7 +11,15 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
-from echoclr.eval.gradcam import animate, first_clip, gradcam, overlay_png, saliency_2d
+from echoclr.eval.gradcam import (
+    animate,
+    block_cells,
+    explainable_block,
+    first_clip,
+    gradcam,
+    overlay_png,
+    saliency_2d,
+)
 from echoclr.models import Classifier, Encoder
 
 
@@ -208,6 +216,47 @@ def test_saliency_peaks_on_the_blob_that_drives_the_trained_classifier(quadrant:
         peak = tuple(int(v) for v in np.unravel_index(heat.argmax(), heat.shape))
         assert (peak[0] // (SIZE // 2), peak[1] // (SIZE // 2)) == quadrant
         assert masses[quadrant] / masses.sum() > 0.5  # chance: 0.25
+    assert no_forward_hooks(model)
+
+
+def test_r3d18_at_the_cpu_preset_size_explains_a_4x4_block_and_finds_a_trained_feature() -> None:
+    # The demo's CPU preset feeds 16 px clips: the paper's layer4 map is then 1x1, whose overlay is one colour.
+    torch.manual_seed(0)
+    model = Classifier(Encoder())
+    size, frames = 16, 4
+    cells = block_cells(model, (1, frames, size, size))
+    assert cells["layer4"][1:] == (1, 1) and cells["layer2"][1:] == (4, 4) and cells["layer3"][1:] == (2, 2)
+    assert explainable_block(model, (1, frames, size, size)) == "layer2"
+    assert explainable_block(model, (1, 16, 112, 112)) == "layer4"  # 7x7 at the paper's size
+    with pytest.raises(ValueError, match="uniform"):
+        explainable_block(model, (1, frames, size, size), min_cells=16)
+
+    # positives: a bright 5x5 square in the top-left quadrant; every clip: a label-free bar bottom-right
+    rng = np.random.default_rng(0)
+    n = 32
+    x = rng.uniform(0.0, 0.4, size=(n, 1, frames, size, size)).astype(np.float32)
+    x[:, :, :, 11:13, 9:15] = 1.0
+    y = np.arange(n) % 2
+    for i in np.flatnonzero(y):
+        r, c = 1 + rng.integers(0, 3, size=2)
+        x[i, :, :, r : r + 5, c : c + 5] = 1.0
+    x_t, y_t = torch.from_numpy(x), torch.from_numpy(y).float()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(25):
+        loss = nn.functional.binary_cross_entropy_with_logits(model(x_t), y_t)  # forward, loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        assert ((model(x_t) > 0).float() == y_t).float().mean() >= 0.9, "the classifier did not learn the square"
+    for clip in x_t[y_t == 1][:4]:
+        flat = saliency_2d(gradcam(model, clip))  # layer4: one cell
+        assert float(flat.max() - flat.min()) < 1e-6
+        heat = saliency_2d(gradcam(model, clip, target_layer=model.encoder.layer2))  # (16, 16)
+        assert float(heat.max() - heat.min()) > 0.5
+        masses = quadrant_masses(heat)
+        assert masses[0, 0] == masses.max() and masses[0, 0] / masses.sum() > 0.3  # chance: 0.25 (measured: 0.349)
     assert no_forward_hooks(model)
 
 

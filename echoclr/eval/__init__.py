@@ -1,7 +1,7 @@
 """Study-level evaluation: prediction tables, AUROC/AUPR, bootstrap CIs and the paired test.
 
-Light on purpose: importing it loads numpy and scikit-learn only (no torch), so reports run anywhere;
-``evaluate_checkpoint`` and the experiment grid (``run_experiment``) load torch when used::
+Light on purpose: importing it loads numpy and scikit-learn only (no torch), so reports run anywhere. It never
+imports the training package: running checkpoints and the experiment grid live in :mod:`echoclr.run`::
 
     from echoclr.eval import read_predictions, compare_predictions
     result = compare_predictions(read_predictions("a.csv"), read_predictions("b.csv"))
@@ -22,38 +22,30 @@ from echoclr.eval.metrics import SortedScores, aupr, auroc, check_binary_scores,
 from echoclr.eval.inference import (
     InferenceConfig,
     InferenceResult,
-    evaluate_checkpoint,
-    load_finetuned,
     prediction_metrics,
 )
 from echoclr.eval.predictions import StudyPredictions, aggregate_to_studies, align_studies, read_predictions
-from echoclr.eval.report import ResultRow, titration_plot, titration_plots, write_results_csv
-
-# The experiment grid imports the training package (torch); load it on first use only.
-_LAZY = {"ExperimentConfig", "ExperimentResult", "PAPER_RATIOS", "run_experiment"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from echoclr.eval import experiment
-
-        return getattr(experiment, name)
-    raise AttributeError(f"module 'echoclr.eval' has no attribute {name!r}")
+from echoclr.eval.report import (
+    ResultRow,
+    SummaryRow,
+    summarize_repeats,
+    titration_plot,
+    titration_plots,
+    write_results_csv,
+)
 
 
 __all__ = [
     "BootstrapConfig",
     "Comparison",
-    "ExperimentConfig",
-    "ExperimentResult",
     "InferenceConfig",
     "InferenceResult",
     "MetricsWithCI",
-    "PAPER_RATIOS",
     "PairedTestResult",
     "ResultRow",
     "SortedScores",
     "StudyPredictions",
+    "SummaryRow",
     "aggregate_to_studies",
     "align_studies",
     "aupr",
@@ -63,12 +55,10 @@ __all__ = [
     "bootstrap_weights",
     "check_binary_scores",
     "compare_predictions",
-    "evaluate_checkpoint",
-    "load_finetuned",
     "paired_bootstrap_test",
     "prediction_metrics",
     "read_predictions",
-    "run_experiment",
+    "summarize_repeats",
     "titration_plot",
     "titration_plots",
     "weighted_auroc_aupr",

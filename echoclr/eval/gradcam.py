@@ -165,6 +165,59 @@ def gradcam(
             module.train(was_training)
 
 
+ENCODER_BLOCKS = ("layer4", "layer3", "layer2", "layer1")
+"""The r3d_18 encoder's residual blocks, deepest first (each halves the map; layer1 keeps the stem's size)."""
+
+
+def block_cells(model: nn.Module, clip_shape: tuple[int, int, int, int]) -> dict[str, tuple[int, int, int]]:
+    """The ``(T', H', W')`` map size of each encoder block for a ``(C, T, H, W)`` input.
+
+    Grad-CAM's map has the target layer's resolution: at 112 px ``layer4`` gives 7 x 7 cells, at 16 px one cell,
+    whose upsampled map is a uniform picture.
+
+    Args:
+        model: a module with ``encoder.layer1`` ... ``encoder.layer4`` (e.g. :class:`echoclr.models.Classifier`).
+        clip_shape: ``(C, T, H, W)`` of the clips it explains.
+
+    Returns:
+        ``{block name: (T', H', W')}`` for the blocks the model has.
+    """
+    encoder = getattr(model, "encoder", None)
+    blocks = {name: getattr(encoder, name) for name in ENCODER_BLOCKS if isinstance(getattr(encoder, name, None),
+                                                                                     nn.Module)}
+    shapes: dict[str, tuple[int, int, int]] = {}
+    handles = [block.register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[2:])))
+               for name, block in blocks.items()]
+    training = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        param = next(model.parameters())
+        with torch.no_grad():
+            model(torch.zeros((1, *clip_shape), device=param.device, dtype=param.dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, was_training in training:
+            module.train(was_training)
+    return shapes
+
+
+def explainable_block(model: nn.Module, clip_shape: tuple[int, int, int, int], *, min_cells: int = 4) -> str:
+    """The deepest encoder block whose map has at least ``min_cells`` x ``min_cells`` spatial cells.
+
+    ``layer4`` (the paper's choice) at 112 px; ``layer2`` (4 x 4) at the CPU preset's 16 px.
+
+    Raises:
+        ValueError: no block reaches ``min_cells`` (the input is too small to localise anything).
+    """
+    cells = block_cells(model, clip_shape)
+    for name in ENCODER_BLOCKS:
+        if name in cells and min(cells[name][1:]) >= min_cells:
+            return name
+    raise ValueError(f"no encoder block has >= {min_cells}x{min_cells} spatial cells for clips of shape "
+                     f"{tuple(clip_shape)} (block maps: {cells}); Grad-CAM would be a uniform picture")
+
+
 def saliency_2d(cam3d: np.ndarray) -> np.ndarray:
     """Pixel-wise maximum over time: one 2-D heatmap for a clip (the paper's figure).
 

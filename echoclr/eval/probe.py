@@ -228,7 +228,7 @@ def run_probes(emb: Embeddings, config: ProbeConfig) -> ProbeResult:
     """Fit the probes on every (ratio, repeat) subset and score them on test.
 
     Args:
-        emb: embeddings with train, val and test studies (``embed_store`` or ``load_embeddings``).
+        emb: embeddings with train, val and test studies (``echoclr.run.embed.embed_store`` or ``load_embeddings``).
         config: label, ratios, repeats, probes.
 
     Returns:

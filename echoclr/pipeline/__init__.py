@@ -3,14 +3,23 @@ without DALI (device clip cache, CUDA kernel, device pair loader).
 
 Importing this package never imports DALI or cupy; building a pipeline without DALI raises
 :class:`DaliNotAvailableError`, using the GPU path without cupy :class:`CupyNotAvailableError`, each with the
-install command.
+install command. The numpy oracle :mod:`echoclr.pipeline.reference` is for tests and
+benchmarks and is not imported here.
 """
 
 from echoclr.pipeline.cuda_augment import CudaAugment, CupyNotAvailableError, cupy_available, require_cupy
 from echoclr.pipeline.cuda_loader import DevicePairLoader
 from echoclr.pipeline.dali import ClipPipeline, DaliNotAvailableError, dali_available, require_dali
 from echoclr.pipeline.device_cache import DeviceClipCache, use_device_cache
-from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, AugmentConfig, GraphInputs, augment_graph
+from echoclr.pipeline.graph import (
+    KINETICS_MEAN,
+    KINETICS_STD,
+    AugmentConfig,
+    AugmentParams,
+    GraphInputs,
+    augment_graph,
+    minmax_normalize,
+)
 from echoclr.pipeline.loaders import (
     ClipReaderLike,
     EvalLoader,
@@ -19,7 +28,6 @@ from echoclr.pipeline.loaders import (
     SingleLoader,
     plan_array,
 )
-from echoclr.pipeline.reference import AugmentParams, draw_params, reference_augment
 
 __all__ = [
     "KINETICS_MEAN",
@@ -41,9 +49,8 @@ __all__ = [
     "augment_graph",
     "cupy_available",
     "dali_available",
-    "draw_params",
     "plan_array",
-    "reference_augment",
+    "minmax_normalize",
     "require_cupy",
     "require_dali",
     "use_device_cache",

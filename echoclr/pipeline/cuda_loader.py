@@ -18,9 +18,8 @@ from echoclr.data.permutations import all_permutations
 from echoclr.data.sampling import PLAN_FIELDS, view_fields
 from echoclr.pipeline.cuda_augment import CudaAugment, require_cupy
 from echoclr.pipeline.device_cache import DeviceClipCache, gather_index
-from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, MIN_RANGE
+from echoclr.pipeline.graph import AugmentParams, KINETICS_MEAN, KINETICS_STD, MIN_RANGE
 from echoclr.pipeline.loaders import plan_array
-from echoclr.pipeline.reference import AugmentParams
 
 
 class DevicePairLoader:

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from echoclr.errors import EchoclrError
-from echoclr.pipeline.graph import SOURCE_LAYOUT, AugmentConfig, GraphInputs, augment_graph
-from echoclr.pipeline.reference import AugmentParams
+from echoclr.pipeline.graph import AugmentParams, SOURCE_LAYOUT, AugmentConfig, GraphInputs, augment_graph
 
 OUTPUT_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 """Output dtypes the pipeline offers, by config name."""

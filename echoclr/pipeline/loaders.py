@@ -39,8 +39,7 @@ import torch
 from echoclr.data.permutations import MAX_REORDER_CLIP_LEN, all_permutations
 from echoclr.data.sampling import PLAN_FIELDS, view_fields
 from echoclr.pipeline.dali import OUTPUT_DTYPES, ClipPipeline
-from echoclr.pipeline.graph import ROTATE_IMPLS, AugmentConfig
-from echoclr.pipeline.reference import AugmentParams
+from echoclr.pipeline.graph import AugmentParams, ROTATE_IMPLS, AugmentConfig
 
 _MODE_OF_WIDTH = {len(fields): mode for mode, fields in PLAN_FIELDS.items()}
 

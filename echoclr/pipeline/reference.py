@@ -8,53 +8,11 @@ compare the kernels with it; the loader benchmark uses it as the reference-style
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import ndimage
 
 from echoclr.data.sampling import ANGLE_UNITS_PER_DEG, AugmentDraws
-from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, MIN_RANGE, AugmentConfig
-
-
-@dataclass(frozen=True)
-class AugmentParams:
-    """Per-clip augmentation parameters of one batch of ``n`` clips.
-
-    Attributes:
-        shift: int64 ``(n, 2)``, ``(dy, dx)``: ``out[y, x] = in[y + dy, x + dx]`` (0 outside).
-        flip: bool ``(n,)``, horizontal flip.
-        angle: float32 ``(n,)``, rotation in degrees, counter-clockwise on screen; 0 = none.
-    """
-
-    shift: np.ndarray
-    flip: np.ndarray
-    angle: np.ndarray
-
-    def __post_init__(self) -> None:
-        n = len(self.flip)
-        if np.shape(self.shift) != (n, 2) or np.shape(self.angle) != (n,) or np.ndim(self.flip) != 1:
-            raise ValueError(
-                f"AugmentParams needs shift (n, 2), flip (n,), angle (n,); got shift {np.shape(self.shift)}, "
-                f"flip {np.shape(self.flip)}, angle {np.shape(self.angle)}"
-            )
-
-    @classmethod
-    def from_plan(cls, dy: np.ndarray, dx: np.ndarray, flip: np.ndarray, angle_mdeg: np.ndarray) -> AugmentParams:
-        """The parameters of ``n`` plan rows (one view's ``dy, dx, flip, angle_mdeg`` columns).
-
-        Args:
-            dy, dx, flip, angle_mdeg: int ``(n,)`` plan columns (see :mod:`echoclr.data.sampling`).
-
-        Returns:
-            :class:`AugmentParams` with ``angle = angle_mdeg / 1000`` degrees as float32.
-        """
-        shift = np.stack([np.asarray(dy), np.asarray(dx)], axis=1).astype(np.int64)  # 2 x (n,) -> (n, 2)
-        angle = (np.asarray(angle_mdeg, np.float64) / ANGLE_UNITS_PER_DEG).astype(np.float32)
-        return cls(shift=shift, flip=np.asarray(flip) != 0, angle=angle)
-
-    def __len__(self) -> int:
-        return len(self.flip)
+from echoclr.pipeline.graph import KINETICS_MEAN, KINETICS_STD, AugmentConfig, AugmentParams, minmax_normalize
 
 
 def draw_params(rng: np.random.Generator, n: int, draws: AugmentDraws) -> AugmentParams:
@@ -128,20 +86,6 @@ def rotate_clip(clip: np.ndarray, angle_deg: float) -> np.ndarray:
         clip.astype(np.float64), matrix, offset=offset, order=1, mode="grid-constant", cval=0.0
     )
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def minmax_normalize(clip: np.ndarray) -> np.ndarray:
-    """Per-clip min-max to [0, 1] in float32; a constant clip gives zeros.
-
-    Args:
-        clip: ``(T, H, W)`` array.
-
-    Returns:
-        float32 ``(T, H, W)``.
-    """
-    x = clip.astype(np.float32)
-    lo, hi = x.min(), x.max()
-    return (x - lo) / np.maximum(hi - lo, np.float32(MIN_RANGE))
 
 
 def reference_augment(

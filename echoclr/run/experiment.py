@@ -8,7 +8,9 @@ Layout of ``out_dir``::
     finetune/<init>/ratio_<r>/               one fine-tuning run per cell (finished cells are skipped)
         metrics_<split>.json                 cached study-level metrics of the cell's predictions
         paired_test_<split>.json             cached paired test against the reference (EchoCLR)
-    results.csv, results.md                  one row per init x ratio x split
+    finetune/<init>/ratio_<r>_repeat<k>/     repeat k >= 1 of the cell: another nested subset draw and seed
+    results.csv, results.md                  one row per init x ratio x repeat x split
+    summary.csv                              per init x ratio x split: mean, SD, range over repeats, win fraction
     plots/*.png                              metric vs. % labels (the paper's Figs. 2 and 3)
     report.md, report.html                   settings, plots and the table
 
@@ -34,10 +36,14 @@ from echoclr.eval.report import (
     INIT_ORDER,
     PlotFile,
     ResultRow,
+    SummaryRow,
     results_markdown,
+    summarize_repeats,
+    summary_markdown,
     titration_plots,
     write_report,
     write_results_csv,
+    write_summary_csv,
 )
 from echoclr.train.config import METHODS, FinetuneConfig, PretrainConfig, RuntimeConfig
 
@@ -71,6 +77,10 @@ class ExperimentConfig:
         reference: the init whose AUROC is tested to exceed every other init's (the paper: EchoCLR); rows get no
             p-value when it is not in the grid.
         splits: evaluation splits reported when the store has labelled videos there.
+        repeats: subset draws per ratio (repeated titration). Repeat ``k`` fine-tunes with ``subset_seed + k`` and
+            ``seed + k`` of the template (the subsets stay nested across ratios within a repeat; every init uses
+            the same draw, so the paired test and the win count compare runs on the same studies). Repeat 0 is the
+            single-titration cell, so raising ``repeats`` keeps the runs already made.
     """
 
     finetune: FinetuneConfig
@@ -81,6 +91,7 @@ class ExperimentConfig:
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     reference: str = "echoclr"
     splits: tuple[str, ...] = ("test", "ext_test")
+    repeats: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.finetune, FinetuneConfig):
@@ -110,6 +121,8 @@ class ExperimentConfig:
             raise ValueError(f"reference must be one of {', '.join(INIT_ORDER)}, got {self.reference!r}")
         if not self.splits or any(s not in EVAL_SPLITS for s in self.splits):
             raise ValueError(f"splits must be among {', '.join(EVAL_SPLITS)}, got {list(self.splits)}")
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ValueError(f"repeats must be an integer >= 1, got {self.repeats!r}")
 
     @property
     def label(self) -> str:
@@ -140,9 +153,13 @@ class ExperimentConfig:
                 return spec
         raise ValueError(f"init {init!r} is not in this grid ({list(self.init_names)})")
 
-    def finetune_config(self, init: str, ratio: float, out_dir: str | Path) -> FinetuneConfig:
-        """The fine-tuning config of one cell (the template with that init and ratio)."""
-        return replace(self.finetune, init=self.init_spec(init, out_dir), ratio=float(ratio))
+    def finetune_config(self, init: str, ratio: float, out_dir: str | Path, repeat: int = 0) -> FinetuneConfig:
+        """The fine-tuning config of one cell and repeat (the template with that init and ratio; repeat ``k``
+        adds ``k`` to the template's ``subset_seed`` and ``seed``)."""
+        if not 0 <= repeat < self.repeats:
+            raise ValueError(f"repeat must be in [0, {self.repeats}), got {repeat}")
+        return replace(self.finetune, init=self.init_spec(init, out_dir), ratio=float(ratio),
+                       subset_seed=self.finetune.subset_seed + repeat, seed=self.finetune.seed + repeat)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -155,6 +172,7 @@ class ExperimentConfig:
             "bootstrap": asdict(self.bootstrap),
             "reference": self.reference,
             "splits": list(self.splits),
+            "repeats": self.repeats,
         }
 
     @classmethod
@@ -211,6 +229,7 @@ class ExperimentResult:
         plots: the PNGs with their captions.
         trained: the runs trained (or resumed) by this call, e.g. ``pretrain/echoclr``, ``finetune/random/ratio_1``.
         skipped: the runs found finished and not touched.
+        summary: per init x ratio x split, the mean, SD, range and win fraction over the repeats.
     """
 
     out_dir: Path
@@ -222,14 +241,16 @@ class ExperimentResult:
     plots: tuple[PlotFile, ...]
     trained: tuple[str, ...]
     skipped: tuple[str, ...]
+    summary: tuple[SummaryRow, ...] = ()
 
 
 Log = Callable[[dict[str, Any]], None]
 
 
-def cell_dir(out_dir: str | Path, init: str, ratio: float) -> Path:
-    """The folder of one fine-tuning cell: ``<out_dir>/finetune/<init>/ratio_<r>``."""
-    return Path(out_dir) / "finetune" / init / f"ratio_{ratio:g}"
+def cell_dir(out_dir: str | Path, init: str, ratio: float, repeat: int = 0) -> Path:
+    """The folder of one fine-tuning cell: ``<out_dir>/finetune/<init>/ratio_<r>`` (repeat 0) or
+    ``.../ratio_<r>_repeat<k>``."""
+    return Path(out_dir) / "finetune" / init / (f"ratio_{ratio:g}" + (f"_repeat{repeat}" if repeat else ""))
 
 
 def _cached_json(path: Path, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> tuple[dict, bool]:
@@ -268,29 +289,29 @@ def _pretrain(store, out: Path, config: ExperimentConfig, method: str, log: Log)
     return True
 
 
-def _finetune(store, out: Path, config: ExperimentConfig, init: str, ratio: float, log: Log) -> bool:
-    """Fine-tune one cell unless finished; returns True when it trained."""
+def _finetune(store, out: Path, config: ExperimentConfig, init: str, ratio: float, repeat: int, log: Log) -> bool:
+    """Fine-tune one cell and repeat unless finished (an interrupted one resumes); returns True when it trained."""
     from echoclr.train.finetune import finetune
 
-    where = cell_dir(out, init, ratio)
-    cell_config = config.finetune_config(init, ratio, out)
+    where = cell_dir(out, init, ratio, repeat)
+    cell_config = config.finetune_config(init, ratio, out, repeat)
     saved = where / "config.json"
     finished = (where / "summary.json").exists() and saved.exists()
+    cell = {"init": init, "ratio": ratio, "repeat": repeat}
     if finished and json.loads(saved.read_text()) == cell_config.to_json():
-        log({"event": "finetune", "init": init, "ratio": ratio, "status": "skipped", "run_dir": str(where)})
+        log({"event": "finetune", **cell, "status": "skipped", "run_dir": str(where)})
         return False
-    log({"event": "finetune", "init": init, "ratio": ratio, "status": "start", "run_dir": str(where)})
+    log({"event": "finetune", **cell, "status": "start", "run_dir": str(where)})
+    stage = f"finetune/{init}/{ratio:g}" + (f"/repeat{repeat}" if repeat else "")
     try:
         result = finetune(store, where, cell_config,
-                          on_log=lambda record: log({"event": "train", "stage": f"finetune/{init}/{ratio:g}",
-                                                     **record}))
+                          on_log=lambda record: log({"event": "train", "stage": stage, **record}))
     except FileExistsError as exc:
         raise FileExistsError(
             f"{exc}. The experiment folder {out} was made with other settings: use another --out, or delete "
             f"{where} to refit this cell"
         ) from None
-    log({"event": "finetune", "init": init, "ratio": ratio, "status": "done", "lr": result.lr,
-         "val_loss": result.val_loss})
+    log({"event": "finetune", **cell, "status": "done", "lr": result.lr, "val_loss": result.val_loss})
     return True
 
 
@@ -298,17 +319,17 @@ def _evaluate_cells(out: Path, config: ExperimentConfig, log: Log) -> list[Resul
     """Metrics with CIs of every cell and split, and the paired test of the reference against each init."""
     bootstrap_key = asdict(config.bootstrap)
     rows = []
+    cells = [(i, r, k) for i in config.init_names for r in config.ratios for k in range(config.repeats)]
     for split in config.splits:
-        have = {(i, r): cell_dir(out, i, r) / f"predictions_{split}.csv"
-                for i in config.init_names for r in config.ratios}
+        have = {c: cell_dir(out, *c) / f"predictions_{split}.csv" for c in cells}
         have = {k: p for k, p in have.items() if p.exists()}
         if not have:
             continue
-        missing = sorted(k for k in ((i, r) for i in config.init_names for r in config.ratios) if k not in have)
+        missing = sorted(c for c in cells if c not in have)
         if missing:
-            raise ValueError(f"split {split!r}: cells {missing} have no predictions_{split}.csv while others do; "
-                             "delete those cell folders and rerun")
-        for (init, ratio), predictions in have.items():
+            raise ValueError(f"split {split!r}: cells (init, ratio, repeat) {missing} have no predictions_{split}.csv "
+                             "while others do; delete those cell folders and rerun")
+        for (init, ratio, repeat), predictions in have.items():
             where = predictions.parent
             metrics, cached = _cached_json(
                 where / f"metrics_{split}.json",
@@ -316,10 +337,10 @@ def _evaluate_cells(out: Path, config: ExperimentConfig, log: Log) -> list[Resul
                 lambda: {"split": split, "label": config.label, "init": init, "ratio": ratio,
                          **prediction_metrics(predictions, config.bootstrap)},
             )
-            log({"event": "metrics", "init": init, "ratio": ratio, "split": split,
+            log({"event": "metrics", "init": init, "ratio": ratio, "repeat": repeat, "split": split,
                  "status": "cached" if cached else "computed", "auroc": metrics["auroc"]})
             p_value = None
-            ref_file = have.get((config.reference, ratio))
+            ref_file = have.get((config.reference, ratio, repeat))
             if ref_file is not None and init != config.reference:
                 test, _ = _cached_json(
                     where / f"paired_test_{split}.json",
@@ -335,9 +356,11 @@ def _evaluate_cells(out: Path, config: ExperimentConfig, log: Log) -> list[Resul
                 lr=summary.get("lr"), auroc=metrics["auroc"], auroc_ci=tuple(metrics["auroc_ci"]),
                 aupr=metrics["aupr"], aupr_ci=tuple(metrics["aupr_ci"]), ci_level=metrics["ci_level"],
                 n_studies=metrics["n_studies"], n_positive=metrics["n_positive"],
-                reference=config.reference if ref_file is not None else None, p_value=p_value,
+                reference=config.reference if ref_file is not None else None, p_value=p_value, repeat=repeat,
             ))
-    return rows
+    reference_auroc = {(r.split, r.ratio, r.repeat): r.auroc for r in rows if r.init == config.reference}
+    return [replace(r, reference_auroc=reference_auroc.get((r.split, r.ratio, r.repeat)) if r.reference else None)
+            for r in rows]
 
 
 def _paired_test(reference_csv: Path, other_csv: Path, bootstrap: BootstrapConfig) -> dict[str, Any]:
@@ -372,7 +395,10 @@ def _settings(store, config: ExperimentConfig) -> list[str]:
         f"CIs: {level}% percentile intervals over {bs.n_boot} study-level bootstrap resamples "
         f"({'stratified' if bs.stratified else 'unstratified'}, seed {bs.seed}).",
         f"p: one-sided paired bootstrap test (pROC roc.test, stratified, {bs.n_boot} resamples) of "
-        f"H1: AUROC({DISPLAY_NAMES[config.reference]}) > AUROC(init), at the same ratio and split.",
+        f"H1: AUROC({DISPLAY_NAMES[config.reference]}) > AUROC(init), at the same ratio, split and subset draw.",
+        f"Repeats: {config.repeats} nested subset draw(s) per ratio (subset seeds "
+        f"{ft.subset_seed}..{ft.subset_seed + config.repeats - 1}, fine-tuning seeds {ft.seed}..{ft.seed + config.repeats - 1}); "
+        "the CIs cover test-set sampling only, the spread over repeats covers the choice of training studies and seed.",
     ]
 
 
@@ -429,10 +455,11 @@ def run_experiment(
     trained, skipped = [], []
     for method in config.methods:
         (trained if _pretrain(store_location, out, config, method, log) else skipped).append(f"pretrain/{method}")
-    for init in config.init_names:
-        for ratio in config.ratios:
-            name = f"finetune/{init}/ratio_{ratio:g}"
-            (trained if _finetune(store_location, out, config, init, ratio, log) else skipped).append(name)
+    for repeat in range(config.repeats):  # repeat by repeat: an early stop leaves whole comparable repeats
+        for init in config.init_names:
+            for ratio in config.ratios:
+                name = str(cell_dir("", init, ratio, repeat))
+                (trained if _finetune(store_location, out, config, init, ratio, repeat, log) else skipped).append(name)
 
     rows = _evaluate_cells(out, config, log)
     if not rows:
@@ -441,13 +468,15 @@ def run_experiment(
             "needs labelled videos in at least one of them"
         )
     results_csv = write_results_csv(rows, out / "results.csv")
+    summary = summarize_repeats(rows)
+    write_summary_csv(summary, out / "summary.csv")
     results_md = out / "results.md"
-    results_md.write_text(results_markdown(rows))
+    results_md.write_text((summary_markdown(summary) + "\n" if config.repeats > 1 else "") + results_markdown(rows))
     plots = titration_plots(rows, out / "plots", label=config.label)
     report_md, report_html = write_report(
         rows, out, title=f"Label-titration experiment: {config.label}", settings=_settings(store.location, config),
-        plots=plots, results_csv=results_csv, results_md=results_md,
+        plots=plots, results_csv=results_csv, results_md=results_md, summary=summary,
     )
     log({"event": "report", "status": "done", "report": str(report_md), "rows": len(rows)})
     return ExperimentResult(out, tuple(rows), results_csv, results_md, report_md, report_html, tuple(plots),
-                            tuple(trained), tuple(skipped))
+                            tuple(trained), tuple(skipped), tuple(summary))

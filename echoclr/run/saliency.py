@@ -10,11 +10,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from echoclr.eval.gradcam import PAPER_CLIP_LEN, animate, first_clip, gradcam, overlay_png, saliency_2d
-from echoclr.eval.inference import load_finetuned
+from echoclr.eval.gradcam import (
+    PAPER_CLIP_LEN,
+    animate,
+    block_cells,
+    explainable_block,
+    first_clip,
+    gradcam,
+    overlay_png,
+    saliency_2d,
+)
 from echoclr.models import kinetics_standardize
 from echoclr.overwrite import refuse_existing
-from echoclr.pipeline.reference import minmax_normalize
+from echoclr.pipeline.graph import minmax_normalize
+from echoclr.run.evaluate import load_finetuned
 from echoclr.store import open_store
 from echoclr.train.checkpoint import resolve_checkpoint
 
@@ -41,17 +50,27 @@ def gradcam_overlays(
     device: str = "cpu",
     gif: bool = False,
     overwrite: bool = False,
+    layer: str = "auto",
+    log=None,
 ) -> list[Path]:
     """Write one Grad-CAM overlay PNG (and optionally a GIF) per video.
 
     Videos: ``video_ids``, or the ``n`` most confident true positives of ``split`` from the checkpoint folder's
-    predictions, or else the first ``n`` videos of ``split``.
+    predictions, or else the first ``n`` videos of ``split``. A map whose 2-D heatmap is uniform (no spatial
+    evidence: e.g. a 1 x 1 cell map) is not drawn; ``log`` says so.
+
+    Args:
+        layer: the encoder block to explain (``layer1`` ... ``layer4``), or ``auto``: the deepest block with at
+            least 4 x 4 spatial cells at the model's clip size (``layer4`` at 112 px, ``layer2`` at 16 px).
+        log: called with one line per skipped video and the block used.
 
     Raises:
         KeyError: a video id is not in the store.
-        ValueError: the checkpoint is not a fine-tuned classifier.
+        ValueError: the checkpoint is not a fine-tuned classifier; ``layer`` names no encoder block or no block
+            has 4 x 4 cells at this size.
         FileExistsError: an overlay of these videos is already in ``out_dir`` and ``overwrite`` is False.
     """
+    log = log or (lambda line: None)
     out_dir = Path(out_dir)
     torch_device = torch.device(device)
     model, finetune, _ = load_finetuned(checkpoint)
@@ -67,6 +86,7 @@ def gradcam_overlays(
     outputs = [out_dir / f"gradcam_{v.replace('/', '_')}.{ext}" for v in chosen for ext in extensions]
     refuse_existing(outputs, overwrite=overwrite)
     written = []
+    block = None
     for video_id in chosen:
         index = store.index_of(video_id)
         n_frames = store.records[index].n_frames
@@ -76,14 +96,24 @@ def gradcam_overlays(
             x = F.adaptive_avg_pool3d(x, (clip.shape[0], size, size))  # the model saw clips at this size
         if kinetics:
             x = kinetics_standardize(x)  # (1, 1, T, H, W) -> (1, 3, T, H, W)
-        cam = gradcam(model, x[0])  # (T, h, w) in [0, 1]
+        if block is None:
+            block = explainable_block(model, tuple(x.shape[1:])) if layer == "auto" else layer
+            cells = block_cells(model, tuple(x.shape[1:]))
+            if block not in cells:
+                raise ValueError(f"layer must be 'auto' or one of {sorted(cells)}, got {layer!r}")
+            log(f"Grad-CAM of encoder.{block}: {cells[block][1]}x{cells[block][2]} cells for "
+                f"{x.shape[-1]} px clips")
+        cam = gradcam(model, x[0], target_layer=getattr(model.encoder, block))  # (T, h, w) in [0, 1]
         heat = saliency_2d(cam)
+        if float(heat.max() - heat.min()) < 1e-3:
+            log(f"  {video_id}: uniform Grad-CAM map (no spatial evidence); not drawn")
+            continue
         if heat.shape != clip.shape[1:]:
             heat = cv2.resize(heat, clip.shape[1:][::-1], interpolation=cv2.INTER_LINEAR)
         with torch.no_grad():
             score = float(torch.sigmoid(model(x.to(torch_device))).item())
         safe = video_id.replace("/", "_")
-        title = f"{video_id}  label={finetune.label}  score={score:.2f}"
+        title = f"{video_id}  label={finetune.label}  score={score:.2f}  ({block})"
         written.append(overlay_png(clip[0], heat, out_dir / f"gradcam_{safe}.png", title=title))
         if gif:
             cams = np.stack([cv2.resize(c, clip.shape[1:][::-1]) for c in cam]) if cam.shape[1:] != clip.shape[1:] else cam
