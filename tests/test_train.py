@@ -31,6 +31,7 @@ def _pretrain_config(**overrides) -> PretrainConfig:
 def test_pretrain_methods_run_and_checkpoint(tiny_store, tmp_path, method):
     records = []
     result = pretrain(tiny_store, tmp_path / "run", _pretrain_config(method=method), on_log=records.append)
+    records = [r for r in records if r.get("kind") != "monitor"]  # training records only
     assert result.global_step == 3
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert state["progress"]["global_step"] == 3
