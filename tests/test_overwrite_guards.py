@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from echoclr.demo import DEMO_MARKER, DemoConfig, run_demo
+from echoclr.run.demo import DEMO_MARKER, DemoConfig, run_demo
 from echoclr.overwrite import OverwriteRefusedError, check_deletable, remove_owned_folder
 from echoclr.train import FinetuneConfig, PretrainConfig, RuntimeConfig
 from echoclr.train.finetune import finetune
@@ -76,7 +76,7 @@ def test_pretrain_overwrite_refuses_another_commands_run(tiny_store, tmp_path):
 
 
 def test_experiment_refuses_a_foreign_output_folder(tiny_store, tmp_path):
-    from echoclr.eval.experiment import ExperimentConfig, run_experiment
+    from echoclr.run.experiment import ExperimentConfig, run_experiment
 
     out = _foreign_folder(tmp_path / "exp")
     config = ExperimentConfig.cpu_preset("lvh", methods=(), inits=("random",), ratios=(1.0,))
