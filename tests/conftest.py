@@ -39,6 +39,10 @@ def labelled_store(tmp_path_factory):
     class round-robin), for probes and the pretraining monitor's val kNN AUROC."""
     import csv
 
+    from echoclr.ingest import ingest_rows, read_manifest
+    from echoclr.store import PreprocessConfig
+    from echoclr.synth import SynthConfig, generate_dataset
+
     root = tmp_path_factory.mktemp("labelled")
     config = SynthConfig(n_studies=24, seed=5, min_videos=1, max_videos=1, min_frames=16, max_frames=20,
                          min_width=160, max_width=160, lvh_prevalence=0.5)
