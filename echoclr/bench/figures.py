@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+
+from echoclr.bench.timing import RoundQuartiles
 
 ROW_MATCH_KEYS = ("precision", "memory_format", "device", "batch", "workers", "threads", "size", "clip_len",
                   "steps", "chunk_frames", "codec", "cpu_rotate")
@@ -25,7 +26,7 @@ ROW_MATCH_KEYS = ("precision", "memory_format", "device", "batch", "workers", "t
 
 
 @dataclass(frozen=True)
-class Figure:
+class Figure(RoundQuartiles):
     """One measured figure of a run.
 
     Attributes:
@@ -55,18 +56,6 @@ class Figure:
     def key(self) -> tuple[str, str, tuple[tuple[str, Any], ...]]:
         """What a figure of another run must share to be compared with this one."""
         return (self.bench, self.name, self.settings)
-
-    @property
-    def median(self) -> float:
-        return float(np.median(self.values))
-
-    @property
-    def q1(self) -> float:
-        return float(np.percentile(self.values, 25))
-
-    @property
-    def q3(self) -> float:
-        return float(np.percentile(self.values, 75))
 
     @property
     def iqr(self) -> float:

@@ -9,8 +9,27 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class RoundQuartiles:
+    """Median and quartiles of ``self.values`` (one value per round): shared by :class:`Stats` and the
+    comparison figures of :mod:`echoclr.bench.figures`."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.values))
+
+    @property
+    def q1(self) -> float:
+        return float(np.percentile(self.values, 25))
+
+    @property
+    def q3(self) -> float:
+        return float(np.percentile(self.values, 75))
+
+
 @dataclass(frozen=True)
-class Stats:
+class Stats(RoundQuartiles):
     """A rate measured ``repeats`` times after ``warmup`` discarded runs.
 
     Attributes:
@@ -32,18 +51,6 @@ class Stats:
     @property
     def repeats(self) -> int:
         return len(self.values)
-
-    @property
-    def median(self) -> float:
-        return float(np.median(self.values))
-
-    @property
-    def q1(self) -> float:
-        return float(np.percentile(self.values, 25))
-
-    @property
-    def q3(self) -> float:
-        return float(np.percentile(self.values, 75))
 
     @property
     def iqr_fraction(self) -> float:
