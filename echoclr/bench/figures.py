@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-
 from echoclr.bench.timing import RoundQuartiles
 
 ROW_MATCH_KEYS = ("precision", "memory_format", "device", "batch", "workers", "threads", "size", "clip_len",
