@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +12,10 @@ from echoclr.run.demo import DemoConfig, run_demo
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end_with_repeats_and_probes_and_resumes(tmp_path):
-    config = DemoConfig(out=tmp_path / "demo", n_studies=20, ratios=(1.0,), repeats=2, probe_repeats=3,
+def test_demo_runs_end_to_end_with_repeats_and_probes_and_resumes(tmp_path, monkeypatch):
+    # a relative --out, as `make demo` passes it (the experiment reports absolute paths; the report links them)
+    monkeypatch.chdir(tmp_path)
+    config = DemoConfig(out=Path("demo"), n_studies=20, ratios=(1.0,), repeats=2, probe_repeats=3,
                         pretrain_steps=2, finetune_epochs=1, device="cpu", workers=1)
     lines: list[str] = []
     result = run_demo(config, log=lines.append)
@@ -40,6 +43,7 @@ def test_demo_runs_end_to_end_with_repeats_and_probes_and_resumes(tmp_path):
     # Grad-CAM of the CPU preset's 16 px clips explains layer2 (4x4 cells), not the 1x1 layer4
     assert any("Grad-CAM of encoder.layer2: 4x4 cells" in line for line in lines)
     assert "Deterministic for a given machine" in report
+    assert "](experiment/" in report and str(tmp_path) not in report  # links relative to the report's folder
 
     # a rerun trains nothing; a third repeat adds only its two runs; other data are refused
     again: list[str] = []

@@ -348,14 +348,18 @@ def _write_report(out: Path, config: DemoConfig, preset: str, result, cams, cam_
                              f"{s['n_repeats']} ({s['n_degenerate']} one-class) |")
         lines += ["", "Random = the same r3d_18 with seeded random weights (no training): the baseline the "
                   "pretrained encoders must beat.", ""]
-    lines += [f"Full results: [experiment report]({result.report_md.relative_to(out)}), "
-              f"[table]({result.results_md.relative_to(out)}).", "", result.results_md.read_text(), ""]
+    def link(path: Path) -> str:
+        # the experiment reports absolute paths; the report links relative to its own folder whatever --out was
+        return Path(path).resolve().relative_to(out.resolve()).as_posix()
+
+    lines += [f"Full results: [experiment report]({link(result.report_md)}), "
+              f"[table]({link(result.results_md)}).", "", result.results_md.read_text(), ""]
     for plot in result.plots:
-        lines += [f"![{plot.caption}]({plot.path.relative_to(out)})", ""]
+        lines += [f"![{plot.caption}]({link(plot.path)})", ""]
     pngs = [p for p in cams if p.suffix == ".png"]
     lines += ["## Grad-CAM (EchoCLR init, most confident test positives)", ""]
     lines += [f"{note.strip()}." for note in cam_notes if note.startswith("Grad-CAM")]
-    lines += [""] + [f"![{p.stem}]({p.relative_to(out)})" for p in pngs]
+    lines += [""] + [f"![{p.stem}]({link(p)})" for p in pngs]
     if not pngs:
         lines.append("No overlay drawn: every map was uniform (no spatial evidence at this size).")
     lines += ["", "## Reproducibility", "",
