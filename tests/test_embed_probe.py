@@ -135,9 +135,10 @@ def test_probes_use_finetune_subsets_learn_a_signal_and_report_spread():
     emb = _synthetic()
     result = run_probes(emb, ProbeConfig(label="lvh", ratios=(0.1, 1.0), repeats=6, seed=3))
     train_ids = emb.study_id[emb.study_split == "train"].tolist()
+    label_of = {s: int(emb.study_labels["lvh"][emb.study_id.tolist().index(s)]) for s in train_ids}
     for r in result.repeats:
-        subset = titration_studies(train_ids, r.ratio, r.subset_seed)  # the fine-tuning rule
-        assert r.n_train_studies == len(subset)
+        subset = titration_studies(train_ids, r.ratio, r.subset_seed, labels=label_of)  # the fine-tuning rule
+        assert r.n_train_studies == len(subset) and not r.degenerate  # stratified: both classes in every subset
         assert r.n_train_positive == int(sum(emb.study_labels["lvh"][emb.study_id.tolist().index(s)] for s in subset))
     assert sorted({r.subset_seed for r in result.repeats}) == [3, 4, 5, 6, 7, 8]
     by_cell = {(s.probe, s.ratio): s for s in result.summaries}

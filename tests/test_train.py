@@ -146,6 +146,28 @@ def test_titration_subsets_are_nested_and_by_study():
         titration_studies(studies, 0.0, seed=0)
 
 
+def test_stratified_titration_subsets_hold_both_classes_and_stay_nested():
+    studies = [f"s{i:03d}" for i in range(96)]
+    labels = {s: int(i % 6 == 0) for i, s in enumerate(studies)}  # 16 positives of 96, as rare as the demo's
+    unstratified_one_class = 0
+    for seed in range(40):
+        previous: set[str] = set()
+        for ratio in (0.01, 0.05, 0.1, 0.25, 0.5, 1.0):
+            chosen = titration_studies(studies, ratio, seed, labels=labels)
+            positives = sum(labels[s] for s in chosen)
+            assert 1 <= positives < len(chosen) or len(chosen) == len(studies)
+            assert len(chosen) == len(titration_studies(studies, ratio, seed))  # the same count either way
+            if ratio >= 0.1:  # the share follows the prevalence (1/6) up to rounding
+                assert abs(positives - len(chosen) / 6) <= 1
+            assert previous <= set(chosen)
+            previous = set(chosen)
+        unstratified = titration_studies(studies, 0.05, seed)
+        unstratified_one_class += len({labels[s] for s in unstratified}) == 1
+    assert unstratified_one_class > 0  # what stratifying prevents: 5 studies drawn blindly are often one class
+    with pytest.raises(ValueError, match="no label"):
+        titration_studies(studies, 0.1, 0, labels={studies[0]: 1})
+
+
 def test_finetune_writes_predictions_and_restores_best(tiny_store, tmp_path):
     config = FinetuneConfig(label="lvh", ratio=1.0, lr=1e-3, clip_len=8, batch_size=8, max_epochs=2, patience=1,
                             eval_clips=2, runtime=CPU)

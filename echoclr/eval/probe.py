@@ -1,7 +1,7 @@
 """Linear and kNN probes on frozen study embeddings, over repeated nested label-titration subsets.
 
 For each ratio and each repeat ``r`` (subset seed ``seed + r``) the training studies are
-``titration_studies(train studies, ratio, seed + r)`` — the rule ``echoclr finetune`` uses, so a probe at
+``titration_studies(train studies, ratio, seed + r, labels=...)`` (stratified by the label) — the rule ``echoclr finetune`` uses, so a probe at
 (ratio, seed) sees exactly the studies a fine-tuning run with ``--subset-seed`` seed would, and smaller ratios nest in
 larger ones within a repeat. Each probe is fit on those studies, its hyperparameter picked by val AUROC, and scored on
 the test studies:
@@ -251,12 +251,14 @@ def run_probes(emb: Embeddings, config: ProbeConfig) -> ProbeResult:
                 f"{int(y.sum())} positive): embed the {name} split, or use a store whose {name} split has both"
             )
     row_of = {s: i for i, s in enumerate(train_ids.tolist())}
+    label_of = dict(zip(train_ids.tolist(), train_y.astype(int).tolist()))
     repeats: list[RepeatResult] = []
     cache: dict[tuple[str, tuple[int, ...]], tuple[bool, float | None, np.ndarray]] = {}
     for ratio in config.ratios:
         for r in range(config.repeats):
             subset_seed = config.seed + r
-            rows = tuple(sorted(row_of[s] for s in titration_studies(train_ids.tolist(), ratio, subset_seed)))
+            studies = titration_studies(train_ids.tolist(), ratio, subset_seed, labels=label_of)
+            rows = tuple(sorted(row_of[s] for s in studies))
             y = train_y[list(rows)]
             for probe in config.probes:
                 key = (probe, rows)
@@ -274,7 +276,7 @@ def run_probes(emb: Embeddings, config: ProbeConfig) -> ProbeResult:
                     auroc=test_auroc, aupr=test_aupr,
                 ))
     summaries = [_summarise(probe, ratio, [r for r in repeats if r.probe == probe and r.ratio == ratio],
-                            cache, train_y, row_of, train_ids, test_y, config)
+                            cache, label_of, row_of, train_ids, test_y, config)
                  for ratio in config.ratios for probe in config.probes]
     return ProbeResult(
         label=config.label, n_train_studies=len(train_ids), n_val_studies=len(val_y), n_test_studies=len(test_y),
@@ -286,14 +288,14 @@ def run_probes(emb: Embeddings, config: ProbeConfig) -> ProbeResult:
     )
 
 
-def _summarise(probe: str, ratio: float, rows: Sequence[RepeatResult], cache, train_y, row_of, train_ids,
+def _summarise(probe: str, ratio: float, rows: Sequence[RepeatResult], cache, label_of, row_of, train_ids,
                test_y: np.ndarray, config: ProbeConfig) -> ProbeSummary:
     aurocs = np.array([r.auroc for r in rows])
     auprs = np.array([r.aupr for r in rows])
     median = rows[int(np.argsort(aurocs, kind="stable")[(len(rows) - 1) // 2])]
     auroc_ci = aupr_ci = None
     if not median.degenerate:
-        studies = titration_studies(train_ids.tolist(), ratio, median.subset_seed)
+        studies = titration_studies(train_ids.tolist(), ratio, median.subset_seed, labels=label_of)
         _, _, scores = cache[(probe, tuple(sorted(row_of[s] for s in studies)))]
         ci = bootstrap_ci(test_y, scores, config.bootstrap)
         auroc_ci, aupr_ci = ci.auroc_ci, ci.aupr_ci

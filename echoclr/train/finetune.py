@@ -213,8 +213,8 @@ def _finetune(store_location, out_dir: Path, config: FinetuneConfig, runtime: Ru
 
 
 def _finetune_ready(reader, labels, train_all, val, out_dir: Path, config: FinetuneConfig, runtime: Runtime, on_log):
-    train_studies = [reader.study_ids[s] for s in np.unique(reader.study_of_video[train_all])]
-    chosen = set(titration_studies(train_studies, config.ratio, config.subset_seed))
+    study_label = {reader.study_ids[reader.study_of_video[v]]: int(labels[v]) for v in train_all}
+    chosen = set(titration_studies(list(study_label), config.ratio, config.subset_seed, labels=study_label))
     train = np.array([v for v in train_all if reader.study_ids[reader.study_of_video[v]] in chosen], np.int64)
 
     trials = {}
