@@ -21,13 +21,14 @@ got.
 
 A loader is built once per run: :meth:`set_plan` gives it the next epoch's plan and each
 iteration is one pass over the current plan, through one DALI pipeline built at the first
-pass and reused by every later one (:attr:`pipeline_builds` counts builds).
+pass and reused by every later one (:attr:`pipeline_builds` counts builds; :data:`builds` counts the
+loaders and pipelines of the whole process, by loader class, so a test can check that a trainer reuses them).
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,10 @@ from echoclr.pipeline.dali import OUTPUT_DTYPES, ClipPipeline
 from echoclr.pipeline.graph import AugmentParams, ROTATE_IMPLS, AugmentConfig
 
 _MODE_OF_WIDTH = {len(fields): mode for mode, fields in PLAN_FIELDS.items()}
+
+builds: Counter[tuple[str, str]] = Counter()
+"""Loaders and DALI pipelines built in this process: ``builds[(class name, "loader" | "pipeline")]``, e.g.
+``builds[("PairLoader", "pipeline")]``. Never reset; compare before and after."""
 
 
 def plan_array(plan: Any) -> tuple[str, np.ndarray]:
@@ -200,6 +205,7 @@ class _ClipLoader:
         self.pipeline_builds = 0
         """DALI pipelines this loader has built (one per run unless a pass was abandoned)."""
         self.set_plan(plan)
+        builds[(type(self).__name__, "loader")] += 1
 
     def set_plan(self, plan: Any) -> None:
         """Make ``plan`` the one the next passes walk (e.g. the next epoch's); the pipeline is kept.
@@ -328,6 +334,7 @@ class _ClipLoader:
         )
         self._passes_open = 0
         self.pipeline_builds += 1
+        builds[(type(self).__name__, "pipeline")] += 1
         return self._pipe
 
     def __iter__(self) -> Iterator[tuple]:
