@@ -55,8 +55,10 @@ def test_existing_run_needs_resume_or_overwrite(tiny_store, tmp_path):
 def test_resume_accepts_runtime_changes_and_a_longer_run(tiny_store, tmp_path):
     pretrain(tiny_store, tmp_path / "run", _pretrain_config(epochs=5))
     longer = _pretrain_config(epochs=5, runtime=RuntimeConfig(device="cpu", loader_threads=1, max_steps=5,
-                                                              log_every=3, checkpoint_every=2))
+                                                              log_every=3, checkpoint_every=2, device_cache="off"))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["runtime"]["device_cache"] == "auto"
     assert pretrain(tiny_store, tmp_path / "run", longer, resume=True).global_step == 5
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["runtime"]["device_cache"] == "off"
     from echoclr.errors import UsageError
 
     with pytest.raises(UsageError, match="size"):  # the clip size is science, not runtime
@@ -333,6 +335,21 @@ def test_default_pretraining_lr_trains_and_help_shows_the_papers():
     assert PretrainConfig().lr == DEFAULT_PRETRAIN_LR != PAPER_PRETRAIN_LR == 0.1
     shown = CliRunner().invoke(app, ["pretrain", "--help"], env={"COLUMNS": "200"})
     assert "The paper's is 0.1" in shown.output and "0.0001" in shown.output
+    assert "--device-cache" in shown.output and "'auto' is 'off'" in " ".join(shown.output.split())
+
+
+def test_device_cache_is_a_runtime_option():
+    from typer.testing import CliRunner
+
+    from echoclr.cli.app import app
+    from echoclr.train.config import science_json
+
+    on, off = (PretrainConfig(runtime=RuntimeConfig(device_cache=mode)) for mode in ("auto", "off"))
+    assert on.to_json()["runtime"]["device_cache"] == "auto" and science_json(on.to_json()) == science_json(off.to_json())
+    with pytest.raises(ValueError, match="device_cache must be one of"):
+        RuntimeConfig(device_cache="on")
+    bad = CliRunner().invoke(app, ["pretrain", "store", "--out", "x", "--device-cache", "on"])
+    assert bad.exit_code == 2 and "--device-cache" in bad.output
 
 
 def test_a_run_builds_each_loader_and_pipeline_once(labelled_store, tmp_path):

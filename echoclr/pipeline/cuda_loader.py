@@ -16,6 +16,7 @@ import torch
 
 from echoclr.data.permutations import all_permutations
 from echoclr.data.sampling import PLAN_FIELDS, view_fields
+from echoclr.pipeline.checks import check_positive_int
 from echoclr.pipeline.cuda_augment import CudaAugment, require_cupy
 from echoclr.pipeline.device_cache import DeviceClipCache, gather_index
 from echoclr.pipeline.graph import AugmentParams, KINETICS_MEAN, KINETICS_STD, MIN_RANGE
@@ -49,8 +50,7 @@ class DevicePairLoader:
     def __init__(self, source: Any, plan: Any, batch_size: int, *, clip_len: int = 4, channels: int = 1,
                  kinetics: bool = False, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cuda", drop_last: bool = True) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        check_positive_int("batch_size", batch_size)
         self._cp = require_cupy()
         self._source = source
         self._batch_size = batch_size

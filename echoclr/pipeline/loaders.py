@@ -39,8 +39,9 @@ import torch
 
 from echoclr.data.permutations import MAX_REORDER_CLIP_LEN, all_permutations
 from echoclr.data.sampling import PLAN_FIELDS, view_fields
-from echoclr.pipeline.dali import OUTPUT_DTYPES, ClipPipeline
-from echoclr.pipeline.graph import AugmentParams, ROTATE_IMPLS, AugmentConfig
+from echoclr.pipeline.checks import check_pipeline_args, check_positive_int
+from echoclr.pipeline.dali import ClipPipeline
+from echoclr.pipeline.graph import AugmentParams, AugmentConfig
 
 _MODE_OF_WIDTH = {len(fields): mode for mode, fields in PLAN_FIELDS.items()}
 
@@ -126,22 +127,16 @@ class LoaderConfig:
     cpu_rotate: str = "fused"
 
     def __post_init__(self) -> None:
-        for name in ("clip_len", "num_threads", "read_workers", "prefetch_queue_depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"LoaderConfig.{name} must be an int >= 1, got {value!r}")
+        for name in ("clip_len", "read_workers"):
+            check_positive_int(f"LoaderConfig.{name}", getattr(self, name))
         if isinstance(self.read_ahead, bool) or not isinstance(self.read_ahead, int) or self.read_ahead < 0:
             raise ValueError(f"LoaderConfig.read_ahead must be an int >= 0 (batches), got {self.read_ahead!r}")
         if not isinstance(self.augment, AugmentConfig):
             raise ValueError(f"LoaderConfig.augment must be an AugmentConfig, got {type(self.augment).__name__}")
-        if self.device_id is not None and (
-            isinstance(self.device_id, bool) or not isinstance(self.device_id, int) or self.device_id < 0
-        ):
-            raise ValueError(f"LoaderConfig.device_id must be None (CPU) or a GPU index >= 0, got {self.device_id!r}")
-        if self.dtype not in OUTPUT_DTYPES:
-            raise ValueError(f"LoaderConfig.dtype must be one of {sorted(OUTPUT_DTYPES)}, got {self.dtype!r}")
-        if self.cpu_rotate not in ROTATE_IMPLS:
-            raise ValueError(f"LoaderConfig.cpu_rotate must be one of {ROTATE_IMPLS}, got {self.cpu_rotate!r}")
+        # the pipeline's own arguments: the same check ClipPipeline makes, run here so a bad config fails early
+        check_pipeline_args(num_threads=self.num_threads, prefetch_queue_depth=self.prefetch_queue_depth,
+                            device_id=self.device_id, dtype=self.dtype, cpu_rotate=self.cpu_rotate,
+                            owner="LoaderConfig.")
 
     @property
     def device(self) -> torch.device:
@@ -189,8 +184,7 @@ class _ClipLoader:
         drop_last: bool,
         augment: AugmentConfig,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        check_positive_int("batch_size", batch_size)
         if not isinstance(config, LoaderConfig):
             raise ValueError(f"config must be a LoaderConfig, got {type(config).__name__}")
         self._reader = reader
