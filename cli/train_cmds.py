@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,14 +19,21 @@ Size = Annotated[Optional[int], typer.Option(help="Downsample clips to SIZE px (
 Threads = Annotated[int, typer.Option(help="Reader and DALI CPU threads per process.")]
 
 
+class DeviceCache(str, Enum):
+    """``--device-cache`` values (the modes of :mod:`echoclr.pipeline.device_cache`)."""
+
+    auto = "auto"
+    off = "off"
+
+
 def _runtime(device: str, amp: Optional[bool], compile_: bool, threads: int, max_steps: Optional[int],
              size: Optional[int], checkpoint_every: int = 500, log_every: int = 10, eval_every: int = 100,
-             tensorboard: bool = True):
+             tensorboard: bool = True, device_cache: str = "auto"):
     from echoclr.train import RuntimeConfig
 
     return RuntimeConfig(device=device, amp=amp, compile=compile_, loader_threads=threads, max_steps=max_steps,
                          size=size, checkpoint_every=checkpoint_every, log_every=log_every, eval_every=eval_every,
-                         tensorboard=tensorboard)
+                         tensorboard=tensorboard, device_cache=device_cache)
 
 
 def parse_ratios(text: str) -> tuple[float, ...]:
@@ -101,6 +109,12 @@ def pretrain(
     eval_every: Annotated[int, typer.Option(help="Steps between monitor evaluations (embedding std, collapse "
                                                  "alarm, val kNN AUROC); one more at the end.")] = 100,
     tensorboard: Annotated[bool, typer.Option(help="TensorBoard event files in OUT/tensorboard.")] = True,
+    device_cache: Annotated[DeviceCache, typer.Option(
+        help="GPU pair loader: 'auto' keeps the split's frames in GPU memory when they fit in half of the free "
+             "memory (pinned staging buffers otherwise) and augments them with the CUDA kernel, without DALI "
+             "(needs cupy: pip install 'echoclr[gpu]'; EchoCLR and MI-SimCLR); 'off' uses the DALI loader. On a "
+             "CPU device, and for SimCLR, 'auto' is 'off'. A runtime setting: a resumed run may change it.",
+        case_sensitive=False)] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Discard an existing run in --out.")] = False,
 ) -> None:
@@ -111,7 +125,8 @@ def pretrain(
     config = PretrainConfig(method=method, clip_len=clip_len, temperature=temperature, lr=lr,
                             batch_size=batch_size, epochs=epochs, seed=seed, study_mask=study_mask,
                             runtime=_runtime(device, amp, compile_, threads, max_steps, size, checkpoint_every,
-                                             log_every, eval_every=eval_every, tensorboard=tensorboard))
+                                             log_every, eval_every=eval_every, tensorboard=tensorboard,
+                                             device_cache=device_cache.value))
     with _pretrain_progress(config.num_epochs, max_steps) as on_log:
         result = run(store, out, config, resume=resume, overwrite=overwrite, on_log=on_log)
     console.print(f"pretraining stopped at step {result.global_step} (epoch {result.epochs_done}); run in {out}")

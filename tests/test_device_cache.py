@@ -45,6 +45,46 @@ def test_auto_mode_caches_only_what_fits():
         use_device_cache("auto", 10, 100, 1.5)
 
 
+def test_pair_loader_choice_follows_device_cupy_method_and_fit():
+    from echoclr.pipeline.device_cache import pair_loader_kind
+
+    def kind(mode="auto", device="cuda", plan="pairs", needed=10, free=100, cupy=True):
+        return pair_loader_kind(mode, device_type=device, plan_mode=plan, needed_bytes=needed, free_bytes=free,
+                                cupy=cupy)[0]
+
+    assert kind() == "device-cache"
+    assert kind(needed=60) == "pinned"  # over half of the free memory: ClipReader into pinned staging buffers
+    assert kind(mode="off") == "dali"
+    assert kind(device="cpu", free=None) == "dali"  # auto on a CPU device is off, silently
+    assert kind(plan="single") == "dali"  # SimCLR: the device loader takes pairs plans
+    assert kind(cupy=False) == "dali"
+    assert "pip install 'echoclr[gpu]'" in pair_loader_kind("auto", device_type="cuda", plan_mode="pairs",
+                                                             needed_bytes=1, free_bytes=100, cupy=False)[1]
+    with pytest.raises(ValueError, match="--device-cache must be one of"):
+        kind(mode="on")
+
+
+def test_cpu_pretraining_with_device_cache_auto_uses_dali_without_a_warning(reader):
+    import warnings
+
+    import torch
+
+    from echoclr.data import SamplerConfig, plan_epoch
+    from echoclr.train.batches import PretrainBatches
+    from echoclr.train.runtime import Runtime
+
+    runtime = Runtime(torch.device("cpu"), amp=False, channels_last=False, rank=0, world_size=1, local_rank=0)
+    videos = np.arange(len(reader.n_frames))
+    plan = plan_epoch(SamplerConfig("pairs", seed=0), reader.study_of_video, reader.n_frames, epoch=0)
+    batches = PretrainBatches(reader, videos, clip_len=4, batch_size=len(plan), runtime=runtime, threads=1,
+                              device_cache="auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (x, order), = list(batches(plan))
+    assert batches.kind == "dali" and "CPU" in batches.reason
+    assert x.shape == (2 * len(plan), 1, 4, reader.size, reader.size) and order.shape == (2 * len(plan),)
+
+
 class MemoryReader:
     """Videos in host memory, padded reads like ClipReader (via the numpy twin, itself tested against ClipReader)."""
 
@@ -95,11 +135,13 @@ def test_device_pair_loader_equals_the_cpu_kernel_on_the_same_plan(staged):
     study = np.arange(len(reader.n_frames)) // 2
     plan = plan_epoch(SamplerConfig("pairs", seed=3), study, reader.n_frames, epoch=1)
     source = reader if staged else DeviceClipCache.build(reader)
-    loader = DevicePairLoader(source, plan, 4)
+    loader = DevicePairLoader(source, plan, 4, drop_last=False)  # as the trainer: the last batch may be partial
     table = plan_array(plan)[1]
+    seen = 0
     for b, (x, order) in enumerate(loader):
         rows = table[4 * b : 4 * b + 4]
-        assert x.shape == (8, 1, 4, 24, 24) and x.is_contiguous(memory_format=torch.channels_last_3d)
+        seen += len(rows)
+        assert x.shape == (2 * len(rows), 1, 4, 24, 24) and x.is_contiguous(memory_format=torch.channels_last_3d)
         clips = reader.read_clips(np.r_[rows[:, 0], rows[:, 3]], np.r_[rows[:, 1], rows[:, 4]], 4)
         perms = np.r_[rows[:, 2], rows[:, 5]]
         np.testing.assert_array_equal(order.cpu().numpy(), perms)
@@ -110,3 +152,4 @@ def test_device_pair_loader_equals_the_cpu_kernel_on_the_same_plan(staged):
             list(np.r_[p[0].angle, p[1].angle])))  # (8, T, H, W, 1)
         got = x.permute(0, 2, 3, 4, 1).cpu().numpy()  # (8, C, T, H, W) -> (8, T, H, W, C)
         assert np.abs(got - want).max() <= 4.0 / 253 * 1.01
+    assert seen == len(table)

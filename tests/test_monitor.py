@@ -79,6 +79,7 @@ def test_huge_learning_rate_raises_the_collapse_alarm(labelled_store, tmp_path):
     records, alarms = _run(labelled_store, tmp_path / "run", lr=1e6, steps=4)
     monitor = [r for r in records if r.get("kind") == "monitor"]
     assert alarms and any(r["collapsed"] for r in monitor)
+    assert "--lr (now 1e+06;" in str(alarms[-1].message)  # the advice names the run's lr
     last = monitor[-1]
     # the loss sat at log(2n - 1) (n = 4 pairs, no two pairs of one study) for the whole window
     assert last["collapse_loss"] == pytest.approx(np.log(7), rel=1e-6)

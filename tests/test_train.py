@@ -55,8 +55,10 @@ def test_existing_run_needs_resume_or_overwrite(tiny_store, tmp_path):
 def test_resume_accepts_runtime_changes_and_a_longer_run(tiny_store, tmp_path):
     pretrain(tiny_store, tmp_path / "run", _pretrain_config(epochs=5))
     longer = _pretrain_config(epochs=5, runtime=RuntimeConfig(device="cpu", loader_threads=1, max_steps=5,
-                                                              log_every=3, checkpoint_every=2))
+                                                              log_every=3, checkpoint_every=2, device_cache="off"))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["runtime"]["device_cache"] == "auto"
     assert pretrain(tiny_store, tmp_path / "run", longer, resume=True).global_step == 5
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["runtime"]["device_cache"] == "off"
     from echoclr.errors import UsageError
 
     with pytest.raises(UsageError, match="size"):  # the clip size is science, not runtime
@@ -331,18 +333,19 @@ def test_torchrun_rank0_setup_error_ends_every_rank(tiny_store, tmp_path):
     assert elapsed < 240, f"{elapsed:.0f} s"  # start-up included; a hang would run into the 300 s timeout
 
 
-def test_collapse_watch_warns_when_nt_xent_sits_at_log_2n_minus_1():
+def test_loss_alarm_holds_only_while_nt_xent_sits_at_log_2n_minus_1():
+    """The one collapse detector (the monitor's): a moving loss never alarms, a stuck one after the window."""
     import math
 
-    from echoclr.train.pretrain import CollapseWatch
+    from echoclr.train.monitor import LossAtCollapse, collapse_advice
 
     floor = math.log(2 * 8 - 1)
-    moving = CollapseWatch(lr=1e-4)
-    assert not any(moving.observe(floor - 0.01 * i, 8) for i in range(40))  # a loss that moves never warns
-    stuck = CollapseWatch(lr=1e-2)
-    with pytest.warns(RuntimeWarning, match=r"log\(2n-1\).*--lr \(now 0.01"):
-        warned = [stuck.observe(floor + 1e-5, 8) for _ in range(25)]
-    assert warned.count(True) == 1 and warned.index(True) == 10  # once, after the first 10 records and 10 stuck
+    moving = LossAtCollapse(tolerance=1e-3, window=3)
+    assert not any(moving.observe(floor - 0.01 * i, floor) for i in range(40))
+    stuck = LossAtCollapse(tolerance=1e-3, window=3)
+    assert [stuck.observe(floor + 1e-5, floor) for _ in range(5)] == [False, False, True, True, True]
+    assert not stuck.observe(floor - 0.1, floor)  # the loss moved: the window starts again
+    assert "--lr (now 0.01; 0.0001 is the default that trains" in collapse_advice(1e-2)
 
 
 def test_default_pretraining_lr_trains_and_help_shows_the_papers():
@@ -354,3 +357,51 @@ def test_default_pretraining_lr_trains_and_help_shows_the_papers():
     assert PretrainConfig().lr == DEFAULT_PRETRAIN_LR != PAPER_PRETRAIN_LR == 0.1
     shown = CliRunner().invoke(app, ["pretrain", "--help"], env={"COLUMNS": "200"})
     assert "The paper's is 0.1" in shown.output and "0.0001" in shown.output
+    assert "--device-cache" in shown.output and "'auto' is 'off'" in " ".join(shown.output.split())
+
+
+def test_device_cache_is_a_runtime_option():
+    from typer.testing import CliRunner
+
+    from echoclr.cli.app import app
+    from echoclr.train.config import science_json
+
+    on, off = (PretrainConfig(runtime=RuntimeConfig(device_cache=mode)) for mode in ("auto", "off"))
+    assert on.to_json()["runtime"]["device_cache"] == "auto" and science_json(on.to_json()) == science_json(off.to_json())
+    with pytest.raises(ValueError, match="device_cache must be one of"):
+        RuntimeConfig(device_cache="on")
+    bad = CliRunner().invoke(app, ["pretrain", "store", "--out", "x", "--device-cache", "on"])
+    assert bad.exit_code == 2 and "--device-cache" in bad.output
+
+
+def test_a_run_builds_each_loader_and_pipeline_once(labelled_store, tmp_path):
+    """Pretraining over 2 epochs with 2 monitor probes (2 inference passes each), and fine-tuning over 2 epochs with
+    2 validation passes and the test predictions: one loader and one DALI pipeline of each kind per run (counted by
+    the loader module)."""
+    from echoclr.pipeline import loaders
+
+    def built_during(run) -> dict[tuple[str, str], int]:
+        before = loaders.builds.copy()
+        run()
+        return {key: n for key, n in (loaders.builds - before).items()}
+
+    pretrain_config = PretrainConfig(batch_size=4, epochs=2, runtime=RuntimeConfig(
+        device="cpu", loader_threads=1, log_every=100, eval_every=3, checkpoint_every=100, size=16,
+        tensorboard=False))
+    records = []
+    built = built_during(lambda: pretrain(labelled_store, tmp_path / "pre", pretrain_config, on_log=records.append))
+    steps = [r for r in records if r.get("kind") != "monitor"]
+    probes = [r for r in records if r.get("kind") == "monitor"]
+    assert {r["epoch"] for r in steps} == {0, 1} and len(probes) >= 2 and probes[0]["knn_auroc"]
+    assert built == {("PairLoader", "loader"): 1, ("PairLoader", "pipeline"): 1,
+                     ("EvalLoader", "loader"): 1, ("EvalLoader", "pipeline"): 1}
+
+    finetune_config = FinetuneConfig(label="lvh", lr=1e-4, clip_len=8, batch_size=4, max_epochs=2, patience=5,
+                                     eval_clips=1, runtime=RuntimeConfig(device="cpu", loader_threads=1,
+                                                                         tensorboard=False))
+    ft_records = []
+    built = built_during(lambda: finetune(labelled_store, tmp_path / "ft", finetune_config, on_log=ft_records.append))
+    assert [r["epoch"] for r in ft_records] == [0, 1]  # 2 training epochs, 2 validation passes
+    assert (tmp_path / "ft" / "predictions_test.csv").exists()  # and one more pass for the test predictions
+    assert built == {("SingleLoader", "loader"): 1, ("SingleLoader", "pipeline"): 1,
+                     ("EvalLoader", "loader"): 1, ("EvalLoader", "pipeline"): 1}

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from echoclr.ingest import ingest_rows, read_manifest
 from echoclr.store import EchoStore, PreprocessConfig, VideoRecord, open_store
-from echoclr.synth import SynthConfig, generate_dataset
+from echoclr.synth import SynthConfig  # the config only: rendering (OpenCV) is imported where videos are made
 
 
 @dataclass(frozen=True)
@@ -102,6 +101,10 @@ def prepare_dataset(work_dir: str | Path, spec: DatasetSpec = DEFAULT_SPEC) -> B
     Raises:
         RuntimeError: ingest failed for some generated video (a bug: generated videos are valid).
     """
+    # imported here: both need OpenCV, which the GPU device check's machine does not have
+    from echoclr.ingest import ingest_rows, read_manifest
+    from echoclr.synth import generate_dataset
+
     root = Path(work_dir) / spec.name
     data_dir = root / "data"
     manifest = data_dir / "manifest.csv"

@@ -16,10 +16,11 @@ import torch
 
 from echoclr.data.permutations import all_permutations
 from echoclr.data.sampling import PLAN_FIELDS, view_fields
+from echoclr.pipeline.checks import check_positive_int
 from echoclr.pipeline.cuda_augment import CudaAugment, require_cupy
 from echoclr.pipeline.device_cache import DeviceClipCache, gather_index
 from echoclr.pipeline.graph import AugmentParams, KINETICS_MEAN, KINETICS_STD, MIN_RANGE
-from echoclr.pipeline.loaders import plan_array
+from echoclr.pipeline.loaders import builds, plan_array
 
 
 class DevicePairLoader:
@@ -35,6 +36,7 @@ class DevicePairLoader:
         kinetics: standardise with the Kinetics-400 mean/std (needs ``channels=3``).
         dtype: ``torch.float32`` or ``torch.bfloat16`` clips.
         device: the CUDA device.
+        drop_last: drop a last partial batch (False: every item is used, the last batch may be smaller).
 
     Raises:
         ValueError: a plan that is not a pairs plan, or bad sizes.
@@ -47,15 +49,15 @@ class DevicePairLoader:
 
     def __init__(self, source: Any, plan: Any, batch_size: int, *, clip_len: int = 4, channels: int = 1,
                  kinetics: bool = False, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cuda") -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+                 device: torch.device | str = "cuda", drop_last: bool = True) -> None:
+        check_positive_int("batch_size", batch_size)
         self._cp = require_cupy()
         self._source = source
         self._batch_size = batch_size
         self._clip_len = clip_len
         self._dtype = dtype
         self._device = torch.device(device)
+        self._drop_last = bool(drop_last)
         self._orders = all_permutations(clip_len).astype(np.int32)  # (K!, K)
         self._kernel = CudaAugment(channels=channels, mean=KINETICS_MEAN if kinetics else None,
                                    std=KINETICS_STD if kinetics else None, min_range=MIN_RANGE)
@@ -63,6 +65,7 @@ class DevicePairLoader:
         self._staged: list[torch.cuda.Event | None] = []  # the copy that last read each buffer
         self._turn = 0
         self.set_plan(plan)
+        builds[(type(self).__name__, "loader")] += 1
 
     def set_plan(self, plan: Any) -> None:
         """Walk ``plan`` in the next passes (e.g. the next epoch's)."""
@@ -72,7 +75,8 @@ class DevicePairLoader:
         self._plan = table
 
     def __len__(self) -> int:
-        return len(self._plan) // self._batch_size  # full batches only (drop_last)
+        n = len(self._plan)
+        return n // self._batch_size if self._drop_last else -(-n // self._batch_size)
 
     def _upload(self, host: np.ndarray) -> Any:
         """A small host array as a cupy array on the device: pinned, non-blocking, on torch's stream."""

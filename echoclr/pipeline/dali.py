@@ -22,10 +22,8 @@ import numpy as np
 import torch
 
 from echoclr.errors import EchoclrError
+from echoclr.pipeline.checks import OUTPUT_DTYPES, check_pipeline_args, check_positive_int
 from echoclr.pipeline.graph import AugmentParams, SOURCE_LAYOUT, AugmentConfig, GraphInputs, augment_graph
-
-OUTPUT_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-"""Output dtypes the pipeline offers, by config name."""
 
 ClipSource = Callable[[], tuple[np.ndarray, "np.ndarray | None", "AugmentParams | None"]]
 """Zero-argument batch callback: ``(clips uint8 (n, T, H, W), orders int (n, T) or None,
@@ -118,15 +116,11 @@ class ClipPipeline:
         dtype: str = "float32",
         cpu_rotate: str = "fused",
     ) -> None:
-        _check_positive_int("batch_size", batch_size)
-        _check_positive_int("num_threads", num_threads)
-        _check_positive_int("prefetch_queue_depth", prefetch_queue_depth)
-        if device_id is not None and (isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0):
-            raise ValueError(f"device_id must be None (CPU) or a GPU index >= 0, got {device_id!r}")
+        check_positive_int("batch_size", batch_size)
+        check_pipeline_args(num_threads=num_threads, prefetch_queue_depth=prefetch_queue_depth, device_id=device_id,
+                            dtype=dtype, cpu_rotate=cpu_rotate)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31:
             raise ValueError(f"seed must be an int in [0, 2**31), got {seed!r}")
-        if dtype not in OUTPUT_DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(OUTPUT_DTYPES)}, got {dtype!r}")
         self._source = source
         self._batch_size = batch_size
         self._augment = augment
@@ -211,11 +205,6 @@ class ClipPipeline:
         if self._dtype != torch.float32:
             x = x.to(self._dtype)  # preserve_format keeps the channels-last strides
         return x
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 def _check_clips(clips: Any, batch_size: int) -> np.ndarray:

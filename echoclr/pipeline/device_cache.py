@@ -99,6 +99,45 @@ def use_device_cache(mode: str, needed_bytes: int, free_bytes: int | None,
     return mode == "auto" and free_bytes is not None and needed_bytes <= fraction * free_bytes
 
 
+PAIR_LOADER_KINDS: tuple[str, ...] = ("device-cache", "pinned", "dali")
+
+
+def pair_loader_kind(mode: str, *, device_type: str, plan_mode: str, needed_bytes: int, free_bytes: int | None,
+                     cupy: bool, fraction: float = DEFAULT_BUDGET_FRACTION) -> tuple[str, str]:
+    """Which pair loader a pretraining run uses, and why (``--device-cache``).
+
+    Args:
+        mode: ``"auto"`` or ``"off"``.
+        device_type: the run's torch device type, ``"cuda"`` or ``"cpu"``.
+        plan_mode: the run's plan mode, ``"pairs"`` (EchoCLR, MI-SimCLR) or ``"single"`` (SimCLR).
+        needed_bytes: :func:`cache_bytes` of the split.
+        free_bytes: free GPU memory, or None without a GPU.
+        cupy: whether cupy can be imported.
+        fraction: share of the free memory the cache may take.
+
+    Returns:
+        ``(kind, reason)``: ``"device-cache"`` (the split in GPU memory, :class:`DevicePairLoader` and the CUDA
+        kernel), ``"pinned"`` (:class:`DevicePairLoader` reading into pinned staging buffers: the split does not
+        fit) or ``"dali"`` (:class:`PairLoader`): ``off``, a CPU device (``auto`` means ``off`` there), a SimCLR
+        plan (the device loader takes pairs plans) or no cupy.
+
+    Raises:
+        ValueError: an unknown mode or a fraction outside (0, 1].
+    """
+    fits = use_device_cache(mode, needed_bytes, free_bytes, fraction)  # validates mode and fraction
+    if mode == "off":
+        return "dali", "--device-cache off"
+    if device_type != "cuda":
+        return "dali", "a CPU device has no device cache"
+    if plan_mode != "pairs":
+        return "dali", "the device loader takes pairs plans (EchoCLR, MI-SimCLR), not SimCLR's"
+    if not cupy:
+        return "dali", "cupy is not installed (pip install 'echoclr[gpu]')"
+    if fits:
+        return "device-cache", f"the split's {needed_bytes / 2**30:.2f} GiB fit in {fraction:g} of free GPU memory"
+    return "pinned", f"the split's {needed_bytes / 2**30:.2f} GiB do not fit in {fraction:g} of free GPU memory"
+
+
 @dataclass
 class DeviceClipCache:
     """Every frame of some videos in one GPU buffer, read once; ``read_clips`` gathers on the GPU.

@@ -21,13 +21,14 @@ got.
 
 A loader is built once per run: :meth:`set_plan` gives it the next epoch's plan and each
 iteration is one pass over the current plan, through one DALI pipeline built at the first
-pass and reused by every later one (:attr:`pipeline_builds` counts builds).
+pass and reused by every later one (:attr:`pipeline_builds` counts builds; :data:`builds` counts the
+loaders and pipelines of the whole process, by loader class, so a test can check that a trainer reuses them).
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -38,10 +39,15 @@ import torch
 
 from echoclr.data.permutations import MAX_REORDER_CLIP_LEN, all_permutations
 from echoclr.data.sampling import PLAN_FIELDS, view_fields
-from echoclr.pipeline.dali import OUTPUT_DTYPES, ClipPipeline
-from echoclr.pipeline.graph import AugmentParams, ROTATE_IMPLS, AugmentConfig
+from echoclr.pipeline.checks import check_pipeline_args, check_positive_int
+from echoclr.pipeline.dali import ClipPipeline
+from echoclr.pipeline.graph import AugmentParams, AugmentConfig
 
 _MODE_OF_WIDTH = {len(fields): mode for mode, fields in PLAN_FIELDS.items()}
+
+builds: Counter[tuple[str, str]] = Counter()
+"""Loaders and DALI pipelines built in this process: ``builds[(class name, "loader" | "pipeline")]``, e.g.
+``builds[("PairLoader", "pipeline")]``. Never reset; compare before and after."""
 
 
 def plan_array(plan: Any) -> tuple[str, np.ndarray]:
@@ -121,22 +127,16 @@ class LoaderConfig:
     cpu_rotate: str = "fused"
 
     def __post_init__(self) -> None:
-        for name in ("clip_len", "num_threads", "read_workers", "prefetch_queue_depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"LoaderConfig.{name} must be an int >= 1, got {value!r}")
+        for name in ("clip_len", "read_workers"):
+            check_positive_int(f"LoaderConfig.{name}", getattr(self, name))
         if isinstance(self.read_ahead, bool) or not isinstance(self.read_ahead, int) or self.read_ahead < 0:
             raise ValueError(f"LoaderConfig.read_ahead must be an int >= 0 (batches), got {self.read_ahead!r}")
         if not isinstance(self.augment, AugmentConfig):
             raise ValueError(f"LoaderConfig.augment must be an AugmentConfig, got {type(self.augment).__name__}")
-        if self.device_id is not None and (
-            isinstance(self.device_id, bool) or not isinstance(self.device_id, int) or self.device_id < 0
-        ):
-            raise ValueError(f"LoaderConfig.device_id must be None (CPU) or a GPU index >= 0, got {self.device_id!r}")
-        if self.dtype not in OUTPUT_DTYPES:
-            raise ValueError(f"LoaderConfig.dtype must be one of {sorted(OUTPUT_DTYPES)}, got {self.dtype!r}")
-        if self.cpu_rotate not in ROTATE_IMPLS:
-            raise ValueError(f"LoaderConfig.cpu_rotate must be one of {ROTATE_IMPLS}, got {self.cpu_rotate!r}")
+        # the pipeline's own arguments: the same check ClipPipeline makes, run here so a bad config fails early
+        check_pipeline_args(num_threads=self.num_threads, prefetch_queue_depth=self.prefetch_queue_depth,
+                            device_id=self.device_id, dtype=self.dtype, cpu_rotate=self.cpu_rotate,
+                            owner="LoaderConfig.")
 
     @property
     def device(self) -> torch.device:
@@ -184,8 +184,7 @@ class _ClipLoader:
         drop_last: bool,
         augment: AugmentConfig,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        check_positive_int("batch_size", batch_size)
         if not isinstance(config, LoaderConfig):
             raise ValueError(f"config must be a LoaderConfig, got {type(config).__name__}")
         self._reader = reader
@@ -200,6 +199,7 @@ class _ClipLoader:
         self.pipeline_builds = 0
         """DALI pipelines this loader has built (one per run unless a pass was abandoned)."""
         self.set_plan(plan)
+        builds[(type(self).__name__, "loader")] += 1
 
     def set_plan(self, plan: Any) -> None:
         """Make ``plan`` the one the next passes walk (e.g. the next epoch's); the pipeline is kept.
@@ -328,6 +328,7 @@ class _ClipLoader:
         )
         self._passes_open = 0
         self.pipeline_builds += 1
+        builds[(type(self).__name__, "pipeline")] += 1
         return self._pipe
 
     def __iter__(self) -> Iterator[tuple]:

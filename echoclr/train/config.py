@@ -37,6 +37,10 @@ class RuntimeConfig:
         eval_every: steps between the pretraining monitor's evaluations (collapse alarm, val kNN AUROC; also one
             at the end).
         tensorboard: write TensorBoard event files to ``<run>/tensorboard`` beside ``metrics.jsonl``.
+        device_cache: pretraining's GPU pair loader: ``"auto"`` keeps the split's frames in GPU memory when they
+            fit in half of the free memory (pinned staging buffers otherwise) and augments with the CUDA kernel,
+            without DALI (needs cupy and a pairs method); ``"off"`` uses the DALI loader. ``auto`` is ``off`` on a
+            CPU device and for SimCLR; fine-tuning always uses DALI.
     """
 
     device: str = "auto"
@@ -50,8 +54,13 @@ class RuntimeConfig:
     size: int | None = None
     eval_every: int = 100
     tensorboard: bool = True
+    device_cache: str = "auto"
 
     def __post_init__(self) -> None:
+        from echoclr.pipeline.device_cache import DEVICE_CACHE_MODES
+
+        if self.device_cache not in DEVICE_CACHE_MODES:
+            raise ValueError(f"device_cache must be one of {DEVICE_CACHE_MODES}, got {self.device_cache!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         for name in ("loader_threads", "checkpoint_every", "log_every", "eval_every"):

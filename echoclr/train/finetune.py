@@ -33,7 +33,7 @@ from echoclr.distributed import all_gather_objects, all_ranks_succeed, broadcast
 from echoclr.models import Classifier, Encoder, kinetics_init, load_encoder_state
 from echoclr.overwrite import OverwriteRefusedError, remove_owned_folder
 from echoclr.store import ClipReader, open_store
-from echoclr.train.batches import labelled_batches, mean_clip_outputs
+from echoclr.train.batches import EvalBatches, LabelledBatches
 from echoclr.train.checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -103,14 +103,21 @@ def predict_videos(
     the order of ``videos`` (a collective: every rank must call it). ``model`` is the plain module, not the DDP
     wrapper: inference needs no gradient synchronisation.
     """
+    batches = EvalBatches(reader, clip_len=clip_len, batch_size=batch_size, runtime=runtime, threads=threads,
+                          kinetics=kinetics, size=size)
+    return predict_with(model, batches, videos, n_clips=n_clips)
+
+
+def predict_with(model: torch.nn.Module, batches: EvalBatches, videos: np.ndarray, *, n_clips: int) -> np.ndarray:
+    """:func:`predict_videos` through a run's own eval loader (every validation pass and the test predictions of a
+    fine-tuning run reuse one)."""
     if len(videos) == 0:
         return np.zeros(0)
+    runtime = batches.runtime
     shares = np.array_split(np.asarray(videos, np.int64), runtime.world_size)
     mine = shares[runtime.rank]
     model.eval()
-    scores = mean_clip_outputs(lambda x: torch.sigmoid(model(x).float()), reader, mine, clip_len=clip_len,
-                               n_clips=n_clips, batch_size=batch_size, runtime=runtime, threads=threads,
-                               kinetics=kinetics, size=size)
+    scores = batches.mean_outputs(lambda x: torch.sigmoid(model(x).float()), mine, n_clips=n_clips)
     return np.concatenate(all_gather_objects(scores)) if runtime.distributed else scores
 
 
@@ -217,9 +224,18 @@ def _finetune_ready(reader, labels, train_all, val, out_dir: Path, config: Finet
     chosen = set(titration_studies(list(study_label), config.ratio, config.subset_seed, labels=study_label))
     train = np.array([v for v in train_all if reader.study_ids[reader.study_of_video[v]] in chosen], np.int64)
 
+    # one training loader and one eval loader (and their DALI pipelines) for the whole run: every epoch of every
+    # learning rate, every validation pass and the predictions reuse them
+    kinetics = config.init_kind == "kinetics"
+    clips = dict(clip_len=config.clip_len, runtime=runtime, threads=config.runtime.loader_threads, kinetics=kinetics,
+                 size=config.runtime.size)
+    loaders = (LabelledBatches(reader, train, label=config.label, batch_size=config.batch_size // runtime.world_size,
+                               **clips),
+               EvalBatches(reader, batch_size=config.batch_size, **clips))
     trials = {}
     for lr in config.learning_rates():
-        trials[lr] = _train_one_lr(reader, labels, train, val, config, lr, out_dir / f"lr_{lr:g}", runtime, on_log)
+        trials[lr] = _train_one_lr(reader, labels, train, val, config, lr, out_dir / f"lr_{lr:g}", runtime, on_log,
+                                   loaders)
     # every rank takes rank 0's choice (identical gathered val losses make them agree anyway; this makes it a rule)
     best_lr = broadcast_object(min(trials, key=lambda lr: trials[lr]["best_val_loss"]))
     best = trials[best_lr]
@@ -230,15 +246,11 @@ def _finetune_ready(reader, labels, train_all, val, out_dir: Path, config: Finet
         save_checkpoint(out_dir / CHECKPOINT_NAME, {"model": model.state_dict(), "config": json.dumps(config.to_json())})
 
     predictions = {}
-    kinetics = config.init_kind == "kinetics"
     for split in EVAL_SPLITS:
         videos = _labelled(reader, config.label, split)
         if len(videos) == 0:
             continue
-        scores = predict_videos(model, reader, videos, clip_len=config.clip_len, n_clips=config.eval_clips,
-                                batch_size=config.batch_size, runtime=runtime,
-                                threads=config.runtime.loader_threads, kinetics=kinetics,
-                                size=config.runtime.size)
+        scores = predict_with(model, loaders[1], videos, n_clips=config.eval_clips)
         if runtime.is_main:
             predictions[split] = write_predictions(out_dir, split, reader, videos, labels, scores)
     summary = {
@@ -296,7 +308,7 @@ def rank_share(plan: EpochPlan, batch_size: int, rank: int, world_size: int) -> 
 
 
 def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float, trial_dir: Path, runtime: Runtime,
-                  on_log) -> dict[str, Any]:
+                  on_log, loaders: tuple[LabelledBatches, EvalBatches]) -> dict[str, Any]:
     history_path = trial_dir / "history.json"
     checkpoint_path = trial_dir / CHECKPOINT_NAME
     # rank 0 reads the trial's progress and every rank resumes from it (one reader of the files)
@@ -328,8 +340,7 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
         n_neg = float(len(train_labels) - n_pos)
         pos_weight = torch.tensor(n_neg / max(n_pos, 1.0), device=runtime.device)
     sampler = SamplerConfig(mode="single", clip_len=config.clip_len, seed=config.seed, reorder=False)
-    kinetics = config.init_kind == "kinetics"
-    local_batch = config.batch_size // runtime.world_size
+    train_batches, eval_batches = loaders
     study_of_train = reader.study_of_video[train]
     frames_of_train = reader.n_frames[train]
 
@@ -340,11 +351,7 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
         plan, global_sizes = rank_share(plan, config.batch_size, runtime.rank, runtime.world_size)
         train_model.train()
         loss_sum = torch.zeros((), device=runtime.device)
-        batches = labelled_batches(reader, plan, train, label=config.label, clip_len=config.clip_len,
-                                   batch_size=local_batch, runtime=runtime,
-                                   threads=config.runtime.loader_threads, kinetics=kinetics,
-                                   size=config.runtime.size)
-        for (x, y), global_size in zip(batches, global_sizes):
+        for (x, y), global_size in zip(train_batches(plan), global_sizes):
             # forward
             with runtime.autocast():
                 logits = train_model(x)
@@ -368,10 +375,7 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
                 dist.broadcast(buffer, src=0)
         n_items = sum(global_sizes)
         train_loss = float(loss_sum) / n_items if n_items else math.nan
-        val_scores = predict_videos(model, reader, val, clip_len=config.clip_len, n_clips=config.eval_clips,
-                                    batch_size=config.batch_size, runtime=runtime,
-                                    threads=config.runtime.loader_threads, kinetics=kinetics,
-                                    size=config.runtime.size)
+        val_scores = predict_with(model, eval_batches, val, n_clips=config.eval_clips)
         val_loss = _bce(val_scores, labels[val])
         record = {"lr": lr, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                   "val_auroc": _study_auroc(reader, val, labels, val_scores)}

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from echoclr.train.config import DEFAULT_PRETRAIN_LR, PAPER_PRETRAIN_LR
+
 METRICS_NAME = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
@@ -138,6 +140,39 @@ def knn_auroc(reference: np.ndarray, reference_labels: np.ndarray, query: np.nda
     return float(auroc(query_labels, reference_labels[nearest].mean(axis=1)))
 
 
+class LossAtCollapse:
+    """The loss half of the collapse alarm: the contrastive loss sits at the value of identical embeddings.
+
+    Random initial embeddings also score close to that value (log(2n - 1) without the study mask), so only
+    ``window`` consecutive observations all within ``tolerance`` (relative) of it count: a training loss moves, a
+    collapsed one does not.
+
+    Args:
+        tolerance: relative distance to the collapse value that counts as "at it".
+        window: consecutive observations at it that raise the alarm.
+    """
+
+    def __init__(self, *, tolerance: float, window: int) -> None:
+        self.tolerance = tolerance
+        self._recent: deque[bool] = deque(maxlen=window)
+
+    def observe(self, contrastive: float, collapse_loss: float) -> bool:
+        """Record one contrastive loss and the collapse value of its batch; True while the alarm holds."""
+        self._recent.append(abs(contrastive - collapse_loss) <= self.tolerance * collapse_loss)
+        return len(self._recent) == self._recent.maxlen and all(self._recent)
+
+    @property
+    def window(self) -> int:
+        return self._recent.maxlen or 0
+
+
+def collapse_advice(lr: float | None) -> str:
+    """What to change when a pretraining run collapses (the run's ``lr`` named when known)."""
+    now = "" if lr is None else f" (now {lr:g}; {DEFAULT_PRETRAIN_LR:g} is the default that trains, the paper's " \
+        f"{PAPER_PRETRAIN_LR:g} diverges in short runs)"
+    return f"lower --lr{now} or raise the temperature"
+
+
 class PretrainMonitor:
     """Collapse alarm and val kNN probe of a pretraining run; one :meth:`evaluate` call per eval interval.
 
@@ -148,13 +183,19 @@ class PretrainMonitor:
         runtime: device and ranks.
         clip_len, size, threads: as the run's clips.
         config: thresholds and costs.
+        lr: the run's learning rate, named in the alarm's advice.
     """
 
     def __init__(self, reader, label_names: list[str], criterion, runtime, *, clip_len: int, size: int | None,
-                 threads: int, config: MonitorConfig = MonitorConfig()) -> None:
+                 threads: int, config: MonitorConfig = MonitorConfig(), lr: float | None = None) -> None:
         self.reader, self.criterion, self.runtime, self.config = reader, criterion, runtime, config
-        self.clip_len, self.size, self.threads = clip_len, size, threads
-        self._recent: deque[bool] = deque(maxlen=config.loss_window)
+        self.clip_len, self.size, self.threads, self.lr = clip_len, size, threads, lr
+        self._at_collapse = LossAtCollapse(tolerance=config.loss_tolerance, window=config.loss_window)
+        from echoclr.train.batches import EvalBatches
+
+        # one eval loader for every probe of the run
+        self._eval = EvalBatches(reader, clip_len=clip_len, batch_size=32, runtime=runtime, threads=threads,
+                                 kinetics=False, size=size)
         self.videos = {split: self._first_videos(split) for split in ("train", "val")}
         self.labels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
         for name in label_names:
@@ -189,27 +230,24 @@ class PretrainMonitor:
             std, rank = embedding_stats(torch.cat([z_i, z_j]))
             same = torch.ones_like(z_i[:, :1])  # identical embeddings: every logit equal
             collapse_loss = float(self.criterion(same, same.clone(), study))
-        at_collapse_loss = abs(contrastive - collapse_loss) <= self.config.loss_tolerance * collapse_loss
-        self._recent.append(at_collapse_loss)
         reasons = []
         if std < self.config.std_threshold:
             reasons.append(f"embedding std {std:.3g} < {self.config.std_threshold:g}")
-        if len(self._recent) == self._recent.maxlen and all(self._recent):
+        if self._at_collapse.observe(contrastive, collapse_loss):
             reasons.append(f"contrastive loss {contrastive:.4f} at the collapse value {collapse_loss:.4f} "
-                           f"for {len(self._recent)} evaluations")
+                           f"for {self._at_collapse.window} evaluations")
         record = {"embedding_std": std, "effective_rank": rank, "contrastive": contrastive,
                   "collapse_loss": collapse_loss, "collapsed": bool(reasons), "collapse_reason": "; ".join(reasons),
                   "knn_auroc": self._knn(model) if self.runtime.is_main else {}}
         if reasons and self.runtime.is_main:
-            warnings.warn(f"embedding collapse: {'; '.join(reasons)} (lower the lr or raise the temperature)",
-                          CollapseWarning, stacklevel=2)
+            warnings.warn(f"embedding collapse: {'; '.join(reasons)}: the encoder learns nothing; "
+                          f"{collapse_advice(self.lr)}", CollapseWarning, stacklevel=2)
         return record
 
     def _knn(self, model) -> dict[str, float]:
         if not self.labels:
             return {}
         from echoclr.eval.embed import study_means
-        from echoclr.train.batches import mean_clip_outputs
 
         encoder = model.encoder
         was_training = encoder.training
@@ -217,9 +255,7 @@ class PretrainMonitor:
         studies = {}
         try:
             for split, videos in self.videos.items():
-                features = mean_clip_outputs(encoder, self.reader, videos, clip_len=self.clip_len,
-                                             n_clips=self.config.clips, batch_size=32, runtime=self.runtime,
-                                             threads=self.threads, kinetics=False, size=self.size)  # (V, 512)
+                features = self._eval.mean_outputs(encoder, videos, n_clips=self.config.clips)  # (V, 512)
                 studies[split] = study_means(features, self.reader.study_of_video[videos])[1]  # (S, 512)
         finally:
             encoder.train(was_training)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from echoclr.losses import EchoCLRLoss
 from echoclr.models import Encoder, PretrainModel
 from echoclr.overwrite import OverwriteRefusedError
 from echoclr.store import ClipReader, open_store
-from echoclr.train.batches import batch_studies, pretrain_batches
+from echoclr.train.batches import PretrainBatches, batch_studies
 from echoclr.train.checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -37,7 +36,7 @@ from echoclr.train.checkpoint import (
     set_rng_state,
     write_json,
 )
-from echoclr.train.config import DEFAULT_PRETRAIN_LR, PAPER_PRETRAIN_LR, PretrainConfig, science_json
+from echoclr.train.config import PretrainConfig, science_json
 from echoclr.train.monitor import METRICS_NAME, TENSORBOARD_DIR, PretrainMonitor, RunLog
 from echoclr.train.runtime import Runtime, setup_runtime, teardown_runtime
 
@@ -52,36 +51,6 @@ class PretrainResult:
     global_step: int
     epochs_done: int
     last_loss: float | None
-
-
-class CollapseWatch:
-    """Warns once when NT-Xent sits at log(2n - 1), the value of identical embeddings (a collapsed projector).
-
-    Random initial embeddings also score close to log(2n - 1), so only ``patience`` consecutive logged values all
-    within ``tol`` of it (after the first ``patience`` records) count: a training loss moves, a collapsed one does not.
-    """
-
-    def __init__(self, *, lr: float, tol: float = 1e-3, patience: int = 10) -> None:
-        self.lr, self.tol, self.patience = lr, tol, patience
-        self.seen = self.run = 0
-        self.warned = False
-
-    def observe(self, contrastive: float, n_pairs: int) -> bool:
-        """Record one logged contrastive loss of a global batch of ``n_pairs``; True when it warned now."""
-        self.seen += 1
-        floor = math.log(max(2 * n_pairs - 1, 1))
-        self.run = self.run + 1 if abs(contrastive - floor) < self.tol else 0
-        if self.warned or self.seen <= self.patience or self.run < self.patience:
-            return False
-        self.warned = True
-        warnings.warn(
-            f"the contrastive loss has sat at log(2n-1) = {floor:.4f} for {self.run} logged steps: the embeddings "
-            f"have collapsed to one point and the encoder learns nothing. Lower --lr (now {self.lr:g}; "
-            f"{DEFAULT_PRETRAIN_LR:g} is the default that trains, the paper's {PAPER_PRETRAIN_LR:g} diverges in short runs)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return True
 
 
 def build_pretrain_model(config: PretrainConfig) -> PretrainModel:
@@ -230,11 +199,14 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
             )
 
     last_loss = None
-    collapse = CollapseWatch(lr=config.lr)
     max_steps = config.runtime.max_steps
     log = RunLog(run_dir, tensorboard=config.runtime.tensorboard, enabled=runtime.is_main)
     monitor = PretrainMonitor(reader, store.label_names, criterion.contrastive, runtime, clip_len=config.clip_len,
-                              size=config.runtime.size, threads=config.runtime.loader_threads)
+                              size=config.runtime.size, threads=config.runtime.loader_threads, lr=config.lr)
+    # one loader (and DALI pipeline) for the whole run: each epoch gives it its plan
+    pair_batches = PretrainBatches(reader, videos, clip_len=config.clip_len, batch_size=local_batch, runtime=runtime,
+                                   threads=config.runtime.loader_threads, size=config.runtime.size,
+                                   device_cache=config.runtime.device_cache)
     try:
         while epoch < config.num_epochs and (max_steps is None or global_step < max_steps):
             counts = rank_item_counts(sampler, study_of_video, n_frames, epoch=epoch, world_size=runtime.world_size)
@@ -255,10 +227,7 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
             plan = plan_epoch(sampler, study_of_video, n_frames, epoch=epoch, rank=runtime.rank,
                               world_size=runtime.world_size)
             plan = _padded(plan, longest)[step_in_epoch * local_batch :]
-            batches = pretrain_batches(
-                reader, plan, videos, method=config.method, clip_len=config.clip_len, batch_size=local_batch,
-                runtime=runtime, threads=config.runtime.loader_threads, size=config.runtime.size,
-            )
+            batches = pair_batches(plan)
             studies = batch_studies(plan, study_of_video, local_batch, runtime)  # (n,) per batch, for the mask
             train_model.train()
             tick, clips_since = time.perf_counter(), 0
@@ -294,9 +263,8 @@ def _pretrain(store_location, run_dir: Path, config: PretrainConfig, runtime: Ru
                     log.write(record, step=global_step, group="train")
                     if on_log:
                         on_log(record)
-                    collapse.observe(record["contrastive"], len(x) // 2 * runtime.world_size)
                     tick, clips_since = time.perf_counter(), 0
-                # monitor: collapse alarm and val kNN probe, every eval_every steps and at the end
+                # monitor: the collapse alarm and val kNN probe, every eval_every steps and at the end
                 if global_step % config.runtime.eval_every == 0 or final:
                     report = {"kind": "monitor", "global_step": global_step,
                               **monitor.evaluate(model, z_i.detach(), z_j.detach(), float(parts.contrastive.detach()),
