@@ -35,7 +35,7 @@ from echoclr.bench.environment import machine_info
 from echoclr.bench.results import make_result, row
 from echoclr.bench.timing import Stats
 from echoclr.ingest.manifest import ManifestRow
-from echoclr.ingest.runner import indexed_records
+from echoclr.ingest.runner import indexed_rows
 from echoclr.store import EchoStore, PreprocessConfig, StoreIndex, VideoRecord, open_store
 
 TINY = PreprocessConfig(size=8, chunk_frames=2)
@@ -157,7 +157,7 @@ def measure_scale(location: str, n: int, config: StoreBenchConfig, where: str, r
 
     manifest = _manifest_rows(n)
     scan_repeats, scan_warmup = (config.repeats, 1) if n <= 100_000 else (1, 0)  # ~minutes per run at 10⁶ here
-    scan_stats, plan = _timed(lambda: indexed_records(open_store(location, storage_options).records, manifest),
+    scan_stats, plan = _timed(lambda: indexed_rows(open_store(location, storage_options).records, manifest),
                               scan_repeats, scan_warmup)
     assert sum(p is not None for p in plan) == n, "every manifest row must be found in the index"
     rows.append(row(f"resume scan ({where}, {n:,} rows)", scan_stats, **common))
