@@ -209,7 +209,8 @@ class _Publisher:
             block = position // _COMPARE_BLOCK
             if self._base_block[0] != block:  # the base records, decoded in bulk a block at a time
                 start = block * _COMPARE_BLOCK
-                self._base_block = (block, self.base.records(np.arange(start, min(start + _COMPARE_BLOCK, self.base.n))))
+                stop = min(start + _COMPARE_BLOCK, self.base.n)
+                self._base_block = (block, self.base.records(np.arange(start, stop)))
             self.diverged = self._base_block[1][position % _COMPARE_BLOCK] != record
         while self._appending() and len(self.records) >= (boundary := (self.published // INDEX_FLUSH + 1) * INDEX_FLUSH):
             self.store.append_index(self.records[self.published:boundary])
