@@ -174,3 +174,38 @@ def test_storage_options_parse_and_name_bad_items():
                                                     "client_kwargs": {"region_name": "x"}, "retries": 3}
     with pytest.raises(ValueError, match="'anon' is not key=value"):
         parse_storage_options(["anon"])
+
+
+def test_bulk_decoding_and_the_vectorised_resume_plan_agree_with_per_record_work(tmp_path):
+    from echoclr.ingest.manifest import ManifestRow, video_key, video_keys
+    from echoclr.ingest.runner import indexed_positions, indexed_rows
+
+    n = INDEX_FLUSH + 5  # two segments: their columns are concatenated at open
+    records = [_record(i) for i in range(n)]
+    records[3] = _record(3, flags=("shorter_than_16_frames", "converted_from_color"), labels={"lvh": None})
+    records[n - 2] = _record(n - 2, video_id="odd id é", key=video_key("odd id é"), labels={"extra": 0.0})
+    store = EchoStore.create(tmp_path / "s.zarr", SMALL)
+    store.write_index(records)
+    index = open_store(tmp_path / "s.zarr").records
+    assert index.columns["source_sha256"][0] == "hex"  # digests of both segments stay 32-byte rows, not text
+    one_by_one = [index.record(i) for i in range(n)]
+    assert all(_equal(a, b) for a, b in zip(one_by_one, records))
+    assert all(_equal(a, b) for a, b in zip(index.records(), one_by_one))
+    assert all(_equal(VideoRecord.from_json(row), b) for row, b in zip(index.rows(), one_by_one))
+    picked = index.records([n - 2, 3])
+    assert picked[0].video_id == "odd id é" and picked[1].flags == records[3].flags
+
+    ids = ["v0000007", "odd id é", "missing", f"v{n - 1:07d}", "v0000007"]
+    assert video_keys(ids) == [video_key(v) for v in ids] and video_keys(ids[:1]) == ids[:1]
+    rows = [ManifestRow(row=k + 2, path=Path(f"{v}.avi"), video_id=v, study_id="s", split="train")
+            for k, v in enumerate(ids)]
+    assert indexed_positions(index, rows).tolist() == [7, n - 2, -1, n - 1, 7]
+    plan = indexed_rows(index, rows)
+    assert plan[2] is None and plan[1]["video_id"] == "odd id é" and plan[1]["labels"]["extra"] == 0.0
+    assert _equal(VideoRecord.from_json(plan[3]), records[n - 1])
+
+    mixed = [*records[:INDEX_FLUSH], _record(n, source_sha256="not-hex")]  # a non-hex digest in the last segment
+    store.write_index(mixed)
+    reopened = open_store(tmp_path / "s.zarr").records
+    assert reopened.columns["source_sha256"][0] == "str" and reopened[INDEX_FLUSH].source_sha256 == "not-hex"
+    assert reopened[5].source_sha256 == records[5].source_sha256

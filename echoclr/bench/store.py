@@ -9,8 +9,10 @@ how many arrays exist. Rows (seconds, median of ``repeats`` after one warm-up):
 - ``summary``: counts per split and label from the open index;
 - ``index update, 1,000 new videos``: :meth:`EchoStore.append_index` of 1,000 new records (a new segment, tail merges
   as the binary counter needs them, one root write); each repeat appends to the grown index;
-- ``resume scan``: the plan of a rerun over the N manifest rows: which rows the index already covers (no video
-  array read);
+- ``resume scan``: the plan of a rerun over the N manifest rows: open the index and find which rows it already
+  covers, by array key (vectorised: :func:`~echoclr.ingest.runner.indexed_positions`; no video array read);
+- ``resume plan for the tasks``: decoding the found rows' records (column-wise, as ``to_json`` dicts) that
+  ingest hands to its tasks, from the open index (:func:`~echoclr.ingest.runner.indexed_rows`); one run at 10⁶;
 - ``array check per unindexed video`` (at the largest scale with real arrays): the per-video read a rerun makes for
   a row the index does not cover (a video written by a killed run), and ``v1 index rebuild (list every array)``:
   what schema version 1 did at the end of every ingest.
@@ -35,7 +37,7 @@ from echoclr.bench.environment import machine_info
 from echoclr.bench.results import make_result, row
 from echoclr.bench.timing import Stats
 from echoclr.ingest.manifest import ManifestRow
-from echoclr.ingest.runner import indexed_records
+from echoclr.ingest.runner import indexed_positions, indexed_rows
 from echoclr.store import EchoStore, PreprocessConfig, StoreIndex, VideoRecord, open_store
 
 TINY = PreprocessConfig(size=8, chunk_frames=2)
@@ -156,11 +158,14 @@ def measure_scale(location: str, n: int, config: StoreBenchConfig, where: str, r
                     segments_after=len(writer._segments), **common))
 
     manifest = _manifest_rows(n)
-    scan_repeats, scan_warmup = (config.repeats, 1) if n <= 100_000 else (1, 0)  # ~minutes per run at 10⁶ here
-    scan_stats, plan = _timed(lambda: indexed_records(open_store(location, storage_options).records, manifest),
-                              scan_repeats, scan_warmup)
-    assert sum(p is not None for p in plan) == n, "every manifest row must be found in the index"
+    scan_stats, positions = _timed(lambda: indexed_positions(open_store(location, storage_options).records, manifest),
+                                   config.repeats)
+    assert (positions == np.arange(n)).all(), "every manifest row must be found at its index position"
     rows.append(row(f"resume scan ({where}, {n:,} rows)", scan_stats, **common))
+    index = open_store(location, storage_options).records
+    plan_stats, plan = _timed(lambda: indexed_rows(index, manifest), *((config.repeats, 1) if n <= 100_000 else (1, 0)))
+    assert sum(p is not None for p in plan) == n
+    rows.append(row(f"resume plan for the tasks: decode the found rows ({where}, {n:,} rows)", plan_stats, **common))
     return rows, settings
 
 

@@ -24,10 +24,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from echoclr.files import file_sha256
 from echoclr.ingest.decode import DecodeError, decode_file
 from echoclr.ingest.engines import run_tasks
-from echoclr.ingest.manifest import ManifestRow
+from echoclr.ingest.manifest import ManifestRow, video_keys
 from echoclr.ingest.preprocess import preprocess_frames
 from echoclr.ingest.view_filter import ViewFilter, classifier_for
 from echoclr.store import EchoStore, PreprocessConfig, StoreIndex, VideoRecord
@@ -87,7 +89,7 @@ def ingest_one(
     row: ManifestRow,
     location: str,
     preprocess: PreprocessConfig,
-    indexed: VideoRecord | None = None,
+    indexed: VideoRecord | Mapping[str, Any] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     view_filter: ViewFilter | None = None,
 ) -> Outcome:
@@ -97,13 +99,16 @@ def ingest_one(
     preprocessed frames and a video it does not keep is excluded (and not written).
 
     Args:
-        indexed: the row's record in the store's index, if it has one (then its array is not read to resume).
+        indexed: the row's record in the store's index (a record or its ``to_json`` dict), if it has one (then its
+            array is not read to resume).
     """
     try:
         sha = file_sha256(row.path)
     except OSError as exc:
         return Outcome("failed", failure=Failure(row.row, str(row.path), row.video_id, f"cannot read file: {exc}"))
     store = _store_for(location, storage_options)
+    if isinstance(indexed, Mapping):
+        indexed = VideoRecord.from_json(indexed) if indexed.get("source_sha256") == sha else None
     existing = indexed if indexed is not None and indexed.source_sha256 == sha else store.complete_record(row.key)
     if existing is not None and existing.source_sha256 == sha:
         wanted = replace(existing, video_id=row.video_id, study_id=row.study_id, split=row.split, labels=row.labels)
@@ -153,7 +158,7 @@ def ingest_one(
 
 def ingest_study(
     rows: Sequence[ManifestRow],
-    indexed: Sequence[VideoRecord | None],
+    indexed: Sequence[VideoRecord | Mapping[str, Any] | None],
     location: str,
     preprocess: PreprocessConfig,
     storage_options: Mapping[str, Any] | None = None,
@@ -164,12 +169,25 @@ def ingest_study(
             for row, known in zip(rows, indexed)]
 
 
-def indexed_records(index: StoreIndex, rows: Sequence[ManifestRow]) -> list[VideoRecord | None]:
-    """Each row's record in the index (by array key), or None: the resume plan, from the index alone."""
-    if not len(index):
-        return [None] * len(rows)
-    position = {key.decode(): i for i, key in enumerate(index.text("key"))}
-    return [index.record(position[row.key]) if row.key in position else None for row in rows]
+def indexed_positions(index: StoreIndex, rows: Sequence[ManifestRow]) -> np.ndarray:
+    """``int64 (len(rows),)``: each row's position in the index (by array key), -1 where the index does not list it.
+    The resume scan, from the index alone and vectorised (one sort of the key column and a binary search)."""
+    return index.positions("key", video_keys([row.video_id for row in rows]))
+
+
+def indexed_rows(index: StoreIndex, rows: Sequence[ManifestRow]) -> list[dict[str, Any] | None]:
+    """Each row's indexed record as a :meth:`VideoRecord.to_json` dict (by array key), or None: the resume plan that
+    ingest's tasks receive. :func:`indexed_positions`, then the found rows decoded a column at a time; a task makes a
+    :class:`VideoRecord` only for a row it skips (same source SHA-256)."""
+    positions = indexed_positions(index, rows)
+    found = np.flatnonzero(positions >= 0)
+    plan: list[dict[str, Any] | None] = [None] * len(rows)
+    for i, record in zip(found.tolist(), index.rows(positions[found])):
+        plan[i] = record
+    return plan
+
+
+_COMPARE_BLOCK = 8 * INDEX_FLUSH
 
 
 class _Publisher:
@@ -179,6 +197,7 @@ class _Publisher:
     def __init__(self, store: EchoStore, base: StoreIndex) -> None:
         self.store = store
         self.base = base
+        self._base_block: tuple[int, list[VideoRecord]] = (-1, [])
         self.records: list[VideoRecord] = []
         self.published = base.n
         self.diverged = False
@@ -186,8 +205,13 @@ class _Publisher:
     def add(self, record: VideoRecord) -> None:
         position = len(self.records)
         self.records.append(record)
-        if not self.diverged and position < self.base.n and self.base.record(position) != record:
-            self.diverged = True
+        if not self.diverged and position < self.base.n:
+            block = position // _COMPARE_BLOCK
+            if self._base_block[0] != block:  # the base records, decoded in bulk a block at a time
+                start = block * _COMPARE_BLOCK
+                stop = min(start + _COMPARE_BLOCK, self.base.n)
+                self._base_block = (block, self.base.records(np.arange(start, stop)))
+            self.diverged = self._base_block[1][position % _COMPARE_BLOCK] != record
         while self._appending() and len(self.records) >= (boundary := (self.published // INDEX_FLUSH + 1) * INDEX_FLUSH):
             self.store.append_index(self.records[self.published:boundary])
             self.published = boundary
@@ -243,7 +267,7 @@ def ingest_rows(
     store = EchoStore.create(location, preprocess, overwrite=overwrite, storage_options=storage_options)
     _STORES.clear()
     base = store.records
-    known = indexed_records(base, rows)
+    known = indexed_rows(base, rows)
     studies: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
         studies.setdefault(row.study_id, []).append(i)

@@ -435,12 +435,17 @@ class EchoStore:
         study = self._column("study_id")
         split = self._column("split")
         n_frames = self._column("n_frames") if n else np.zeros(0, np.int64)
+        # One sort of the study ids; per split, the studies are counted on their integer codes (no string sorts).
+        studies, first, study_code = np.unique(study, return_index=True, return_inverse=True)
+        split_names, split_code = np.unique(split, return_inverse=True)
         splits: dict[str, dict[str, int]] = {}
-        for name in np.unique(split):
-            inside = split == name
-            splits[name.decode()] = {"n_videos": int(inside.sum()), "n_studies": int(len(np.unique(study[inside]))),
+        for k, name in enumerate(split_names):
+            inside = split_code == k
+            seen = np.zeros(len(studies), bool)
+            seen[study_code[inside]] = True
+            splits[name.decode()] = {"n_videos": int(inside.sum()), "n_studies": int(seen.sum()),
                                      "n_frames": int(n_frames[inside].sum())}
-        _, first = np.unique(study, return_index=True)  # labels are constant within a study: one value each
+        # labels are constant within a study: one value each (its first video's)
         labels: dict[str, dict[str, int]] = {}
         for name in self.label_names:
             values = self.records.label(name)[first]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -91,10 +92,13 @@ class StoreIndex(Sequence[VideoRecord]):
         columns = {}
         for name in names:
             kinds = {p.columns[name][0] for p in parts if name in p.columns}
+            present = [p.columns[name] for p in parts if name in p.columns]
             if len(kinds) == 1 and (kind := kinds.pop()) != "hex":
                 arrays = [p.columns[name][1] if name in p.columns else _nulls(kind, p.n) for p in parts]
                 columns[name] = (kind, np.concatenate(arrays))
-            else:  # kinds differ between segments (or hex digests, which may have no null): re-encode the values
+            elif kind == "hex" and len(present) == len(parts) and len({a.shape[1] for _, a in present}) == 1:
+                columns[name] = (kind, np.concatenate([a for _, a in present]))  # digests of one length: (N, n_bytes)
+            else:  # kinds differ between segments, or hex digests missing somewhere (hex has no null): re-encode
                 values = [v for p in parts for v in (p.values(name) if name in p.columns else [None] * p.n)]
                 columns[name] = _encode(name, values)
         return cls(sum(p.n for p in parts), columns)
@@ -108,13 +112,14 @@ class StoreIndex(Sequence[VideoRecord]):
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
-            return [self.record(j) for j in range(*i.indices(self.n))]
+            return self.records(np.arange(*i.indices(self.n)))
         if not -self.n <= i < self.n:
             raise IndexError(f"record {i} out of range for an index of {self.n}")
         return self.record(int(i) % self.n)
 
     def __iter__(self) -> Iterator[VideoRecord]:
-        return (self.record(i) for i in range(self.n))
+        for start in range(0, self.n, 65_536):  # bulk-decoded in blocks (bounded memory)
+            yield from self.records(np.arange(start, min(start + 65_536, self.n)))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (StoreIndex, list, tuple)):
@@ -136,7 +141,53 @@ class StoreIndex(Sequence[VideoRecord]):
 
     def values(self, name: str) -> list[Any]:
         kind, array = self.columns[name]
-        return [_decode(kind, v) for v in array]
+        return _decode_all(kind, array)
+
+    def _decoded(self, positions: Sequence[int] | np.ndarray | None) -> tuple[int, dict[str, list], dict[str, list]]:
+        selection = slice(None) if positions is None else np.asarray(positions, dtype=np.int64)
+        n = self.n if positions is None else len(selection)
+        fields: dict[str, list[Any]] = {}
+        labels: dict[str, list[Any]] = {}
+        for name, (kind, array) in self.columns.items():
+            if name.startswith(LABEL_PREFIX):
+                labels[name[len(LABEL_PREFIX):]] = _decode_all(kind, array[selection])
+            else:
+                fields[name] = _decode_all(kind, array[selection])
+        return n, fields, labels
+
+    def rows(self, positions: Sequence[int] | np.ndarray | None = None) -> list[dict[str, Any]]:
+        """The records at ``positions`` (all when None) as :meth:`VideoRecord.to_json` dicts, decoded a column at a
+        time: cheaper than building :class:`VideoRecord` objects (for plans that need a few fields of most rows)."""
+        n, fields, labels = self._decoded(positions)
+        names, label_names = list(fields), list(labels)
+        label_rows = zip(*labels.values()) if labels else ((),) * n
+        return [{**dict(zip(names, row)), "labels": dict(zip(label_names, label_row))}
+                for row, label_row in zip(zip(*fields.values()) if fields else ((),) * n, label_rows)]
+
+    def records(self, positions: Sequence[int] | np.ndarray | None = None) -> list[VideoRecord]:
+        """The records at ``positions`` (all when None), decoded a column at a time (numpy ``tolist`` and one pass
+        per column instead of :meth:`record`'s per-value work)."""
+        n, fields, labels = self._decoded(positions)
+        # what VideoRecord.from_json does per record, done per column
+        fields["flags"] = [tuple(v) for v in fields["flags"]] if "flags" in fields else [()] * n
+        fields["fps"] = [math.nan if v is None else float(v) for v in fields.get("fps", [None] * n)]
+        names, label_names = list(fields), list(labels)
+        rows = zip(*fields.values())
+        label_rows = zip(*labels.values()) if labels else ((),) * n
+        return [VideoRecord(**dict(zip(names, row)), labels=dict(zip(label_names, label_row)))
+                for row, label_row in zip(rows, label_rows)]
+
+    def positions(self, name: str, values: Sequence[str]) -> np.ndarray:
+        """``int64 (len(values),)``: where each value first occurs in text column ``name``, -1 where it does not
+        (vectorised: one sort of the column and a binary search)."""
+        wanted = _encode_texts(values)
+        if not self.n or name not in self.columns or not len(wanted):
+            return np.full(len(wanted), -1, np.int64)
+        column = self.text(name)
+        order = np.argsort(column, kind="stable")  # stable: the first of equal values comes first
+        ordered = column[order]
+        at = np.minimum(np.searchsorted(ordered, wanted), self.n - 1)
+        return np.where(ordered[at] == wanted, order[at], -1).astype(np.int64)
 
     def column(self, name: str) -> np.ndarray:
         """The raw column ``name`` (``int64``/``float64``, or ``bytes_`` for text). Raises KeyError if absent."""
@@ -167,8 +218,9 @@ def _encode(name: str, values: list[Any]) -> tuple[str, np.ndarray]:
     if present and len(present) == len(values) and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         return "int", np.array(values, dtype=np.int64)
     if (present and len(present) == len(values) and all(isinstance(v, str) for v in values)
-            and len({len(v) for v in values}) == 1 and all(_HEX.match(v) for v in values)):
-        return "hex", np.frombuffer(bytes.fromhex("".join(values)), np.uint8).reshape(len(values), -1)
+            and len({len(v) for v in values}) == 1 and len(values[0]) % 2 == 0
+            and _HEX.fullmatch(joined := "".join(values))):  # equal even lengths: all hex <=> the joined text is hex
+        return "hex", np.frombuffer(bytes.fromhex(joined), np.uint8).reshape(len(values), -1)
     if all(v is None or isinstance(v, str) for v in values):
         return "str", np.array([NULL if v is None else v.encode() for v in values], dtype=np.bytes_)
     if all(isinstance(v, list) and all(isinstance(x, str) and "\n" not in x for x in v) for v in values):
@@ -188,6 +240,34 @@ def _decode(kind: str, value: Any) -> Any:
     if kind == "list":
         return value.decode().split("\n") if value else []
     return json.loads(value.decode())
+
+
+def _encode_texts(values: Sequence[str]) -> np.ndarray:
+    """``bytes_ (N,)`` UTF-8 of ``values``: one join, encode and split when no value holds a newline."""
+    if not len(values):
+        return np.zeros(0, "S1")
+    joined = "\n".join(values)
+    if joined.count("\n") == len(values) - 1:
+        return np.array(joined.encode().split(b"\n"), dtype=np.bytes_)
+    return np.array([v.encode() for v in values], dtype=np.bytes_)
+
+
+def _decode_all(kind: str, array: np.ndarray) -> list[Any]:
+    """``[_decode(kind, v) for v in array]``, a column at a time."""
+    if kind == "int":
+        return array.tolist()
+    if kind == "float":
+        return [None if v != v else v for v in array.tolist()]  # NaN != NaN
+    if kind == "hex":
+        width = 2 * array.shape[1]
+        digits = np.ascontiguousarray(array).tobytes().hex()
+        return [digits[i: i + width] for i in range(0, len(digits), width)]
+    values = array.tolist()
+    if kind == "str":
+        return [None if v == NULL else v.decode() for v in values]
+    if kind == "list":
+        return [v.decode().split("\n") if v else [] for v in values]
+    return [json.loads(v.decode()) for v in values]
 
 
 def _nulls(kind: str, n: int) -> np.ndarray:
