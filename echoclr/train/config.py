@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 Method = Literal["simclr", "mi-simclr", "echoclr"]
 METHODS: tuple[str, ...] = ("simclr", "mi-simclr", "echoclr")
+BatchNormMode = Literal["train", "frozen"]
+BATCHNORM_MODES: tuple[str, ...] = ("train", "frozen")
 # Epochs chosen by the paper to see the same number of examples: 300 over pairs, 520 over videos.
 PAPER_EPOCHS = {"simclr": 520, "mi-simclr": 300, "echoclr": 300}
 MAX_REORDER_CLIP = 5
@@ -147,6 +149,11 @@ class FinetuneConfig:
         dropout: before the linear head.
         eval_clips: evenly spaced clips per video at inference (the paper: 4), mean of the scores.
         subset_seed: seed of the nested study-level titration subsets (the same for every ratio and init).
+        batchnorm: ``train`` (batch statistics while training, as the paper) or ``frozen`` (batch-norm layers stay
+            in eval mode: they normalise with the initialisation's running statistics, which never change, while
+            their scale and shift still learn; the usual choice when fine-tuning pretrained weights with small
+            per-GPU batches, and it makes every clip's output independent of the rest of its batch). With random
+            init the running statistics are 0 and 1, so frozen layers are a learned per-channel affine only.
     """
 
     label: str
@@ -163,6 +170,7 @@ class FinetuneConfig:
     eval_clips: int = 4
     seed: int = 0
     subset_seed: int = 0
+    batchnorm: BatchNormMode = "train"
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
@@ -179,6 +187,8 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.batchnorm not in BATCHNORM_MODES:
+            raise ValueError(f"batchnorm must be one of {', '.join(BATCHNORM_MODES)}, got {self.batchnorm!r}")
 
     @property
     def init_kind(self) -> str:
