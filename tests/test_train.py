@@ -270,8 +270,20 @@ def test_torchrun_two_process_pretraining_on_cpu(tiny_store, tmp_path):
 def _torchrun(port: int, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     command = [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-port", str(port), "-m", "echoclr.cli.app",
                *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return _run_job(command, timeout)
+
+
+def _run_job(command: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run torchrun in its own process group; on timeout kill the group (the workers too, not only torchrun)."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -345,7 +357,7 @@ def test_torchrun_rank_killed_mid_pretraining_ends_the_job_and_resume_continues(
                 "--no-tensorboard", *extra]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    clean = subprocess.run(command(tmp_path / "clean", 29524), capture_output=True, text=True, env=env, timeout=600)
+    clean = _run_job(command(tmp_path / "clean", 29524), timeout=600)
     assert clean.returncode == 0, clean.stderr[-3000:]
 
     killed = tmp_path / "killed"
@@ -372,8 +384,7 @@ def test_torchrun_rank_killed_mid_pretraining_ends_the_job_and_resume_continues(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    resumed = subprocess.run(command(killed, 29526, "--resume"), capture_output=True, text=True, env=env,
-                             timeout=600)
+    resumed = _run_job(command(killed, 29526, "--resume"), timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = load_checkpoint(tmp_path / "clean" / "checkpoint.pt")
     b = load_checkpoint(killed / "checkpoint.pt")
