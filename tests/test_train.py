@@ -222,6 +222,19 @@ def test_rank_shares_are_halves_of_the_single_process_batches(n_videos, min_shar
         assert taken == [len(local[0]), len(local[1])]
 
 
+def test_a_finetune_config_saved_before_batchnorm_existed_still_matches():
+    """A run folder written before ``--batchnorm`` existed trained with batch statistics: its rerun is accepted
+    with the default, and ``frozen`` is a science change."""
+    from echoclr.train.config import science_json
+
+    now = FinetuneConfig(label="lvh").to_json()
+    older = {k: v for k, v in now.items() if k != "batchnorm"}
+    assert science_json(older) == science_json(now)
+    assert science_json(FinetuneConfig(label="lvh", batchnorm="frozen").to_json()) != science_json(older)
+    with pytest.raises(ValueError, match="batchnorm must be one of train, frozen"):
+        FinetuneConfig(label="lvh", batchnorm="sync")
+
+
 def test_learning_rate_rule_follows_the_paper():
     assert FinetuneConfig(label="x", ratio=0.5).learning_rates() == (1e-4,)
     assert FinetuneConfig(label="x", ratio=0.05).learning_rates() == (1e-4, 5e-5, 1e-5)
@@ -374,7 +387,9 @@ def test_torchrun_rank_killed_mid_pretraining_ends_the_job_and_resume_continues(
                     step = 0
             time.sleep(0.05)
         assert process.poll() is None and 2 <= step < 5, f"the kill must land mid-run (checkpoint at step {step})"
-        os.kill(_rank_pid(process.pid, 1), signal.SIGKILL)
+        rank1 = _rank_pid(process.pid, 1)
+        assert rank1 is not None, "rank 1's process was not found among torchrun's children"
+        os.kill(rank1, signal.SIGKILL)
         killed_at = time.monotonic()
         returncode = process.wait(timeout=240)  # a hang (rank 0 waiting for rank 1 forever) runs into this
         assert returncode != 0

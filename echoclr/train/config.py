@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal
 
 Method = Literal["simclr", "mi-simclr", "echoclr"]
@@ -225,9 +225,12 @@ def science_json(data: dict[str, Any]) -> dict[str, Any]:
     Everything except how the run uses the machine: device, precision switches, compile, loader threads, logging
     and checkpoint cadence and ``max_steps`` (which may grow to extend a run) may change between a run and its
     resumption; the clip ``size`` may not. The number of processes is not in the config: the checkpoint records it
-    and the trainer re-shards or refuses (see ``pretrain``).
+    and the trainer re-shards or refuses (see ``pretrain``). A field that a config saved by an older echoclr lacks
+    takes its default (a new field's default is the behaviour before it existed, e.g. ``batchnorm="train"``).
     """
-    data = dict(data)
+    cls = PretrainConfig if data.get("kind") == "pretrain" else FinetuneConfig
+    defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+    data = {**defaults, **data}
     runtime = data.get("runtime") or {}
     data["runtime"] = {k: runtime.get(k) for k in SCIENCE_RUNTIME_FIELDS}
     return data
