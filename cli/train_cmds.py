@@ -146,6 +146,10 @@ def finetune(
     class_weights: Annotated[bool, typer.Option(help="Weight positives by negatives/positives.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of sampler, augmentations and head init.")] = 0,
     subset_seed: Annotated[int, typer.Option(help="Seed of the nested titration subsets.")] = 0,
+    batchnorm: Annotated[str, typer.Option(
+        help="train: batch statistics while training (the paper; synchronised over GPUs under torchrun). frozen: "
+             "batch-norm keeps the initialisation's running statistics (scale/shift still learn), for small "
+             "per-GPU batches; under torchrun it is then the single-process computation on CPU too.")] = "train",
     device: Device = "auto",
     threads: Threads = 4,
     size: Size = None,
@@ -159,7 +163,7 @@ def finetune(
     for ratio in parse_ratios(ratios):
         config = FinetuneConfig(label=label, init=init, ratio=ratio, lr=lr, clip_len=clip_len,
                                 batch_size=batch_size, max_epochs=max_epochs, patience=patience,
-                                class_weights=class_weights, seed=seed, subset_seed=subset_seed,
+                                class_weights=class_weights, seed=seed, subset_seed=subset_seed, batchnorm=batchnorm,
                                 runtime=_runtime(device, None, False, threads, None, size, tensorboard=tensorboard))
         result = run(store, out / f"ratio_{ratio:g}", config, overwrite=overwrite, on_log=_log)
         console.print(f"ratio {ratio:g}: lr {result.lr:g}, best epoch {result.best_epoch}, val loss "

@@ -211,6 +211,54 @@ def test_finetune_writes_predictions_and_restores_best(tiny_store, tmp_path):
     assert all(p.stat().st_mtime_ns > before[p] for p in pngs)
 
 
+@pytest.mark.parametrize("n_videos", [8, 9, 10, 11])
+@pytest.mark.parametrize("min_share", [1, 2])
+def test_rank_shares_are_halves_of_the_single_process_batches(n_videos, min_share):
+    """Fine-tuning under 2 ranks: rank 0 takes the first half of every single-process global batch and rank 1 the
+    second, in plan order (augmentation parameters included), and each rank's loader batches of
+    ``batch_size // 2`` line up with those halves. Only a last partial batch too small to give every rank
+    ``min_share`` clips is trained on by one process and not by two."""
+    import numpy as np
+
+    from echoclr.data import SamplerConfig, plan_epoch
+    from echoclr.train.finetune import rank_share
+
+    plan = plan_epoch(SamplerConfig(mode="single", clip_len=4, seed=3, reorder=False),
+                      np.arange(n_videos) // 2, np.full(n_videos, 30), epoch=1)
+    batch = 4
+    one, one_sizes = rank_share(plan, batch, 0, 1, min_share=min_share)
+    shares = [rank_share(plan, batch, r, 2, min_share=min_share) for r in (0, 1)]
+    assert shares[0][1] == shares[1][1]  # both ranks run the same global batches (same step count)
+    last = n_videos % batch
+    dropped_by_two = 0 < last < 2 * min_share
+    assert one_sizes[: len(shares[0][1])] == shares[0][1]
+    assert len(one_sizes) - len(shares[0][1]) == int(dropped_by_two and last >= min_share)
+    for name, column in one.fields.items():
+        local = [shares[r][0].fields[name] for r in (0, 1)]
+        taken = [0, 0]  # items of each rank's plan consumed so far
+        for size in shares[0][1]:
+            halves = [len(h) for h in np.array_split(np.arange(size), 2)]
+            assert max(halves) <= batch // 2  # each half is one loader batch of its rank
+            got = [local[r][taken[r] : taken[r] + halves[r]] for r in (0, 1)]
+            first = sum(taken)
+            np.testing.assert_array_equal(np.concatenate(got), column[first : first + size], err_msg=name)
+            taken = [taken[r] + halves[r] for r in (0, 1)]
+        assert taken == [len(local[0]), len(local[1])]
+
+
+def test_a_finetune_config_saved_before_batchnorm_existed_still_matches():
+    """A run folder written before ``--batchnorm`` existed trained with batch statistics: its rerun is accepted
+    with the default, and ``frozen`` is a science change."""
+    from echoclr.train.config import science_json
+
+    now = FinetuneConfig(label="lvh").to_json()
+    older = {k: v for k, v in now.items() if k != "batchnorm"}
+    assert science_json(older) == science_json(now)
+    assert science_json(FinetuneConfig(label="lvh", batchnorm="frozen").to_json()) != science_json(older)
+    with pytest.raises(ValueError, match="batchnorm must be one of train, frozen"):
+        FinetuneConfig(label="lvh", batchnorm="sync")
+
+
 def test_learning_rate_rule_follows_the_paper():
     assert FinetuneConfig(label="x", ratio=0.5).learning_rates() == (1e-4,)
     assert FinetuneConfig(label="x", ratio=0.05).learning_rates() == (1e-4, 5e-5, 1e-5)
@@ -259,62 +307,129 @@ def test_torchrun_two_process_pretraining_on_cpu(tiny_store, tmp_path):
 def _torchrun(port: int, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     command = [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-port", str(port), "-m", "echoclr.cli.app",
                *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return _run_job(command, timeout)
 
 
-def _bce_of(rows: list[dict]) -> float:
-    import numpy as np
+def _run_job(command: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run torchrun in its own process group; on timeout kill the group (the workers too, not only torchrun)."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
-    p = np.clip(np.array([float(r["score"]) for r in rows]), 1e-7, 1 - 1e-7)
-    y = np.array([float(r["label"]) for r in rows])
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+def _read_csv(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("init", ["random", "ssl"])
 def test_torchrun_finetune_is_one_data_parallel_model(tiny_store, tmp_path, init):
-    """Two gloo ranks train one model: the val loss each epoch was computed from both ranks' shares of the val
-    videos, and it equals the loss of rank 0's restored best model on all val videos, which only holds when the
-    ranks' weights are identical (without DDP each rank trained its own model). The gathered test predictions
-    equal a single-process prediction with the saved checkpoint, video for video."""
+    """Two gloo ranks compute the single-process fine-tuning run: every epoch's train and val loss, the chosen
+    epoch and the test predictions agree within float tolerance. Needs ``--batchnorm frozen`` on the CPU (torch
+    has no CPU SyncBatchNorm; with batch statistics each rank would normalise its own half of the batch). The
+    batch of 4 over 2 ranks also covers the last partial batch of the epoch, split between the ranks."""
     import numpy as np
-
-    from echoclr.store import ClipReader, open_store
-    from echoclr.train.finetune import _labelled, predict_videos
-    from echoclr.train.runtime import setup_runtime
 
     init_arg = "random"
     if init == "ssl":
         pretrain(tiny_store, tmp_path / "ssl", _pretrain_config(runtime=RuntimeConfig(device="cpu", loader_threads=1,
                                                                                       max_steps=1)))
         init_arg = str(tmp_path / "ssl")
+    science = {"label": "lvh", "init": init_arg, "lr": 1e-3, "clip_len": 4, "batch_size": 4, "max_epochs": 2,
+               "patience": 1, "batchnorm": "frozen"}
+    one = finetune(tiny_store, tmp_path / "one", FinetuneConfig(
+        **science, runtime=RuntimeConfig(device="cpu", loader_threads=1, size=16, tensorboard=False)))
     out = tmp_path / "ddp"
     done = _torchrun(29521 if init == "random" else 29522, "finetune", str(tiny_store), "--label", "lvh", "--out",
                      str(out), "--init", init_arg, "--lr", "1e-3", "--clip-len", "4", "--batch-size", "4",
-                     "--max-epochs", "2", "--patience", "1", "--threads", "1", "--device", "cpu", "--size", "16")
+                     "--max-epochs", "2", "--patience", "1", "--batchnorm", "frozen", "--threads", "1",
+                     "--device", "cpu", "--size", "16", "--no-tensorboard")
     assert done.returncode == 0, done.stderr[-3000:]
     run = out / "ratio_1"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 2
-    with (run / "predictions_val_videos.csv").open() as handle:
-        val_rows = list(csv.DictReader(handle))
-    assert summary["val_loss"] == pytest.approx(_bce_of(val_rows), abs=1e-5)
+    assert (summary["lr"], summary["best_epoch"]) == (one.lr, one.best_epoch)
+    assert summary["val_loss"] == pytest.approx(one.val_loss, rel=1e-5)
+    histories = [json.loads((d / "lr_0.001" / "history.json").read_text())["epochs"] for d in (tmp_path / "one", run)]
+    assert len(histories[0]) == len(histories[1]) == 2
+    for a, b in zip(*histories):
+        assert (a["train_loss"], a["val_loss"]) == pytest.approx((b["train_loss"], b["val_loss"]), rel=1e-5)
+    assert histories[0][0]["val_loss"] != pytest.approx(histories[0][1]["val_loss"], rel=1e-4)  # it did train
+    written = [_read_csv(d / "predictions_test_videos.csv") for d in (tmp_path / "one", run)]
+    assert [r["video_id"] for r in written[0]] == [r["video_id"] for r in written[1]]
+    np.testing.assert_allclose([float(r["score"]) for r in written[1]], [float(r["score"]) for r in written[0]],
+                               atol=2e-6)
 
-    config = FinetuneConfig(label="lvh", init=init_arg, lr=1e-3, clip_len=4, batch_size=4, max_epochs=2, patience=1,
-                            runtime=RuntimeConfig(device="cpu", loader_threads=1, size=16))
-    from echoclr.models import Classifier, Encoder
 
-    model = Classifier(Encoder())
-    model.load_state_dict(load_checkpoint(run / "checkpoint.pt")["model"])
-    reader = ClipReader(open_store(tiny_store), threads=1)
-    test = _labelled(reader, "lvh", "test")
-    scores = predict_videos(model, reader, test, clip_len=4, n_clips=config.eval_clips, batch_size=4,
-                            runtime=setup_runtime(config.runtime), threads=1, kinetics=False, size=16)
-    reader.close()
-    with (run / "predictions_test_videos.csv").open() as handle:
-        written = np.array([float(r["score"]) for r in csv.DictReader(handle)])
-    np.testing.assert_allclose(written, scores, atol=2e-6)
+def _rank_pid(torchrun_pid: int, rank: int) -> int | None:
+    """The pid of torchrun's worker process of ``rank`` (its environment holds RANK=rank), None before it starts."""
+    children = set()
+    for task in Path(f"/proc/{torchrun_pid}/task").iterdir():
+        children.update(int(p) for p in (task / "children").read_text().split())
+    for pid in children:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if f"RANK={rank}".encode() in environ:
+            return pid
+    return None
+
+
+@pytest.mark.slow
+def test_torchrun_rank_killed_mid_pretraining_ends_the_job_and_resume_continues(tiny_store, tmp_path):
+    """SIGKILL of rank 1 after a checkpoint: torchrun ends the job (rank 0 is not left waiting in a collective)
+    and exits non-zero; ``--resume`` under torchrun then finishes with the weights of an uninterrupted run."""
+    def command(out: Path, port: int, *extra: str) -> list[str]:
+        return [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-port", str(port), "-m", "echoclr.cli.app",
+                "pretrain", str(tiny_store), "--out", str(out), "--device", "cpu", "--batch-size", "4", "--epochs",
+                "3", "--max-steps", "5", "--checkpoint-every", "1", "--threads", "1", "--seed", "5",
+                "--no-tensorboard", *extra]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    clean = _run_job(command(tmp_path / "clean", 29524), timeout=600)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed, 29525), env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        step = 0
+        while time.time() < deadline and process.poll() is None and step < 2:
+            if (killed / "checkpoint.pt").exists():
+                try:
+                    step = load_checkpoint(killed / "checkpoint.pt")["progress"]["global_step"]
+                except Exception:  # a read can race the first write
+                    step = 0
+            time.sleep(0.05)
+        assert process.poll() is None and 2 <= step < 5, f"the kill must land mid-run (checkpoint at step {step})"
+        rank1 = _rank_pid(process.pid, 1)
+        assert rank1 is not None, "rank 1's process was not found among torchrun's children"
+        os.kill(rank1, signal.SIGKILL)
+        killed_at = time.monotonic()
+        returncode = process.wait(timeout=240)  # a hang (rank 0 waiting for rank 1 forever) runs into this
+        assert returncode != 0
+        assert time.monotonic() - killed_at < 200
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    resumed = _run_job(command(killed, 29526, "--resume"), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = load_checkpoint(tmp_path / "clean" / "checkpoint.pt")
+    b = load_checkpoint(killed / "checkpoint.pt")
+    assert a["progress"] == b["progress"] and b["progress"]["global_step"] == 5
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
 
 
 @pytest.mark.slow

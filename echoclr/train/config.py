@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal
 
 Method = Literal["simclr", "mi-simclr", "echoclr"]
 METHODS: tuple[str, ...] = ("simclr", "mi-simclr", "echoclr")
+BatchNormMode = Literal["train", "frozen"]
+BATCHNORM_MODES: tuple[str, ...] = ("train", "frozen")
 # Epochs chosen by the paper to see the same number of examples: 300 over pairs, 520 over videos.
 PAPER_EPOCHS = {"simclr": 520, "mi-simclr": 300, "echoclr": 300}
 MAX_REORDER_CLIP = 5
@@ -156,6 +158,11 @@ class FinetuneConfig:
         dropout: before the linear head.
         eval_clips: evenly spaced clips per video at inference (the paper: 4), mean of the scores.
         subset_seed: seed of the nested study-level titration subsets (the same for every ratio and init).
+        batchnorm: ``train`` (batch statistics while training, as the paper) or ``frozen`` (batch-norm layers stay
+            in eval mode: they normalise with the initialisation's running statistics, which never change, while
+            their scale and shift still learn; the usual choice when fine-tuning pretrained weights with small
+            per-GPU batches, and it makes every clip's output independent of the rest of its batch). With random
+            init the running statistics are 0 and 1, so frozen layers are a learned per-channel affine only.
     """
 
     label: str
@@ -172,6 +179,7 @@ class FinetuneConfig:
     eval_clips: int = 4
     seed: int = 0
     subset_seed: int = 0
+    batchnorm: BatchNormMode = "train"
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
@@ -188,6 +196,8 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.batchnorm not in BATCHNORM_MODES:
+            raise ValueError(f"batchnorm must be one of {', '.join(BATCHNORM_MODES)}, got {self.batchnorm!r}")
 
     @property
     def init_kind(self) -> str:
@@ -224,9 +234,12 @@ def science_json(data: dict[str, Any]) -> dict[str, Any]:
     Everything except how the run uses the machine: device, precision switches, compile, loader threads, logging
     and checkpoint cadence and ``max_steps`` (which may grow to extend a run) may change between a run and its
     resumption; the clip ``size`` may not. The number of processes is not in the config: the checkpoint records it
-    and the trainer re-shards or refuses (see ``pretrain``).
+    and the trainer re-shards or refuses (see ``pretrain``). A field that a config saved by an older echoclr lacks
+    takes its default (a new field's default is the behaviour before it existed, e.g. ``batchnorm="train"``).
     """
-    data = dict(data)
+    cls = PretrainConfig if data.get("kind") == "pretrain" else FinetuneConfig
+    defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+    data = {**defaults, **data}
     runtime = data.get("runtime") or {}
     data["runtime"] = {k: runtime.get(k) for k in SCIENCE_RUNTIME_FIELDS}
     return data

@@ -143,8 +143,11 @@ def finetune(
     Under ``torchrun`` this is data-parallel training of one model (DDP): each global batch of the single-process
     plan is split between the ranks, gradients are averaged so the loss is the global batch's mean, validation
     and test videos are scored in shares and gathered, rank 0 alone writes files, and every rank takes rank 0's
-    early-stopping decision and learning-rate choice. Batch-norm statistics are synchronised over the ranks on
-    CUDA (SyncBatchNorm); on the CPU (gloo) each rank normalises its own share of the batch.
+    early-stopping decision and learning-rate choice. With ``batchnorm="train"`` batch-norm statistics are
+    synchronised over the ranks on CUDA (SyncBatchNorm); on the CPU (gloo), where torch has no SyncBatchNorm, each
+    rank normalises its own share of the batch, so a CPU run with several processes is not the single-process
+    computation. With ``batchnorm="frozen"`` no clip's output depends on the rest of its batch, so on any device the
+    ranks together compute the single-process run (same chosen epoch and predictions up to float summation order).
 
     Raises:
         UsageError: the label is not in the store (UnknownNameError); ``overwrite`` but ``out_dir`` is not a
@@ -273,24 +276,37 @@ def _classifier(config: FinetuneConfig, runtime: Runtime) -> Classifier:
     return model.to(runtime.device, memory_format=runtime.memory_format)
 
 
-def _data_parallel(model: Classifier, runtime: Runtime) -> torch.nn.Module:
+def _data_parallel(model: Classifier, runtime: Runtime, batchnorm: str) -> torch.nn.Module:
     """The module the training step calls: the model itself, or under torchrun its DDP wrapper."""
     if not runtime.distributed:
         return model
-    if runtime.device.type == "cuda":
+    if runtime.device.type == "cuda" and batchnorm == "train":
         # batch-norm over the global batch, as one process would see it (SyncBatchNorm needs a GPU)
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return DistributedDataParallel(model, device_ids=[runtime.local_rank])
     return DistributedDataParallel(model)
 
 
-def rank_share(plan: EpochPlan, batch_size: int, rank: int, world_size: int) -> tuple[EpochPlan, list[int]]:
+def _train_mode(model: torch.nn.Module, batchnorm: str) -> None:
+    """Training mode, except batch-norm layers when ``batchnorm == "frozen"`` (they normalise with their running
+    statistics, which then never change; their scale and shift still learn)."""
+    model.train()
+    if batchnorm == "frozen":
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def rank_share(plan: EpochPlan, batch_size: int, rank: int, world_size: int, *, min_share: int = 2
+               ) -> tuple[EpochPlan, list[int]]:
     """This rank's items of a single-process epoch plan: a contiguous share of every global batch.
 
     Global batch ``k`` is ``plan[k * batch_size : (k + 1) * batch_size]``; rank ``r`` takes share ``r`` of
-    ``np.array_split`` of it, so the ranks together see exactly the single-process batches. A last partial batch
-    that would leave a rank fewer than 2 clips is dropped: batch-norm needs 2 values per channel in training (with
-    one process that is a last batch of 1 clip), and a rank without clips would miss the gradient all-reduce.
+    ``np.array_split`` of it (rank 0 the first items), so the ranks together see exactly the single-process batches,
+    in order. A last partial batch that would leave a rank fewer than ``min_share`` clips is dropped: batch-norm in
+    training needs 2 values per channel (``min_share=2``; with one process that drops a last batch of 1 clip),
+    frozen batch-norm needs 1, and a rank without clips would miss the gradient all-reduce. So with several
+    processes the last batch of an epoch is trained on when it holds at least ``min_share * world_size`` clips.
 
     Returns:
         The rank's plan, and the global size of each of its batches (the loss divides by it).
@@ -299,7 +315,7 @@ def rank_share(plan: EpochPlan, batch_size: int, rank: int, world_size: int) -> 
     positions, sizes = [], []
     for first in range(0, n, batch_size):
         batch = np.arange(first, min(first + batch_size, n))
-        if len(batch) < 2 * world_size:
+        if len(batch) < min_share * world_size:
             break
         positions.append(np.array_split(batch, world_size)[rank])
         sizes.append(len(batch))
@@ -331,7 +347,7 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
         start_epoch = int(state["progress"]["epoch"])
         set_rng_state(state["rng"])
         history["epochs"] = history["epochs"][:start_epoch]
-    train_model = _data_parallel(model, runtime)
+    train_model = _data_parallel(model, runtime, config.batchnorm)
     model = train_model.module if runtime.distributed else model  # SyncBatchNorm conversion made a new module
     train_labels = labels[train]
     pos_weight = None
@@ -348,8 +364,9 @@ def _train_one_lr(reader, labels, train, val, config: FinetuneConfig, lr: float,
     for epoch in range(start_epoch, config.max_epochs):
         # the single-process plan of the epoch, each global batch split between the ranks
         plan = plan_epoch(sampler, study_of_train, frames_of_train, epoch=epoch)
-        plan, global_sizes = rank_share(plan, config.batch_size, runtime.rank, runtime.world_size)
-        train_model.train()
+        plan, global_sizes = rank_share(plan, config.batch_size, runtime.rank, runtime.world_size,
+                                        min_share=1 if config.batchnorm == "frozen" else 2)
+        _train_mode(train_model, config.batchnorm)
         loss_sum = torch.zeros((), device=runtime.device)
         for (x, y), global_size in zip(train_batches(plan), global_sizes):
             # forward
