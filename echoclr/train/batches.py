@@ -24,6 +24,7 @@ from echoclr.pipeline import (
     PairLoader,
     SingleLoader,
     cupy_available,
+    plan_array,
 )
 from echoclr.pipeline.device_cache import cache_bytes, pair_loader_kind
 from echoclr.store.reader import ClipReader, SubsetReader
@@ -86,9 +87,10 @@ class PretrainBatches:
                                 needed_bytes=needed, free_bytes=free, cupy=cupy_available())
 
     def _build(self, plan) -> PairLoader | DevicePairLoader:
-        self.kind, self.reason = self._choose(plan.mode)
+        mode = plan_array(plan)[0]  # an EpochPlan or a plan table (benchmarks stack several epochs' tables)
+        self.kind, self.reason = self._choose(mode)
         if self.kind == "dali":
-            if self._device_cache == "auto" and self._runtime.device.type == "cuda" and plan.mode == "pairs":
+            if self._device_cache == "auto" and self._runtime.device.type == "cuda" and mode == "pairs":
                 warnings.warn(f"--device-cache auto: the DALI loader is used ({self.reason})", RuntimeWarning,
                               stacklevel=3)
             # drop_last=False: every pair of the epoch is used, the last batch may be partial (NT-Xent takes any size)
