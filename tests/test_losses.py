@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from echoclr import distributed
 from echoclr.losses import EchoCLRLoss, FrameOrderLoss, NTXentLoss

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from echoclr.bench.environment import machine_tag
 from echoclr.bench.figures import Figure, figures

@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from echoclr._version import __version__
-from echoclr.jsonio import write_json
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
