@@ -1,4 +1,4 @@
-"""The demo end to end on a small synthetic dataset (the full CPU preset, run from the README, took 38 min on 2 cores)."""
+"""The demo end to end on a small synthetic dataset (the full CPU preset from the README took 38 min on 2 cores)."""
 
 from __future__ import annotations
 
