@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from echoclr.data import EpochPlan, SamplerConfig, plan_epoch
 from echoclr.distributed import all_gather_objects, all_ranks_succeed, broadcast_object
+from echoclr.jsonio import write_json
 from echoclr.models import Classifier, Encoder, kinetics_init, load_encoder_state
 from echoclr.overwrite import OverwriteRefusedError, remove_owned_folder
 from echoclr.store import ClipReader, open_store
@@ -42,7 +43,6 @@ from echoclr.train.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
-    write_json,
 )
 from echoclr.train.config import FinetuneConfig, science_json
 from echoclr.train.monitor import RunLog

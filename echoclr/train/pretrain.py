@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from echoclr.data import EpochPlan, SamplerConfig, plan_epoch, rank_item_counts
 from echoclr.distributed import all_ranks_succeed, broadcast_object
 from echoclr.errors import UsageError
+from echoclr.jsonio import write_json
 from echoclr.losses import EchoCLRLoss
 from echoclr.models import Encoder, PretrainModel
 from echoclr.overwrite import OverwriteRefusedError
@@ -34,7 +35,6 @@ from echoclr.train.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
-    write_json,
 )
 from echoclr.train.config import PretrainConfig, science_json
 from echoclr.train.monitor import METRICS_NAME, TENSORBOARD_DIR, PretrainMonitor, RunLog
