@@ -11,13 +11,12 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 
 from echoclr.ingest.decode import is_dicom
 from echoclr.ingest.echonet_lvh import DEFAULT_LVH_THRESHOLD_CM, MEASUREMENTS_NAME, echonet_lvh_rows
-from echoclr.ingest.manifest import ManifestError, ManifestRow, validate_rows
+from echoclr.ingest.manifest import ManifestError, ManifestRow, read_table, validate_rows
 from echoclr.ingest.mimic_echo import RECORD_LIST_NAME, mimic_echo_rows
 
 _VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
@@ -36,10 +35,7 @@ def echonet_rows(folder: str | Path, *, split_seed: int = 0) -> list[ManifestRow
     """
     folder = Path(folder)
     file_list = folder / "FileList.csv"
-    with file_list.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    columns, rows = read_table(file_list)
     if "FileName" not in columns:
         raise ManifestError(f"{file_list}: an EchoNet-style FileList.csv needs a `FileName` column; found {columns}")
     labels = [c for c in columns if c not in ("FileName", "Split") and _is_binary_column([r.get(c, "") for r in rows])]

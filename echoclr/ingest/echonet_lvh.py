@@ -27,11 +27,10 @@ column groups videos into studies.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
-from echoclr.ingest.manifest import ManifestError, ManifestRow, validate_rows
+from echoclr.ingest.manifest import ManifestError, ManifestRow, read_table, validate_rows
 
 MEASUREMENTS_NAME = "MeasurementsList.csv"
 BATCH_FOLDERS = ("Batch1", "Batch2", "Batch3", "Batch4")
@@ -92,10 +91,7 @@ def echonet_lvh_rows(
         raise ValueError(f"--lvh-threshold-cm must be > 0 cm, got {threshold_cm}")
     folder = Path(folder)
     source = folder / MEASUREMENTS_NAME
-    with source.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [(c or "").strip() for c in reader.fieldnames or []]
-        raw = [{(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    columns, raw = read_table(source)
     missing = [c for c in _REQUIRED if c not in columns]
     if missing:
         raise ManifestError(

@@ -8,11 +8,10 @@ kept when the table agrees or is empty, filled when the layout had no value, and
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from echoclr.ingest.manifest import ManifestError, ManifestRow
+from echoclr.ingest.manifest import ManifestError, ManifestRow, parse_label, read_table
 
 LABEL_KEYS = ("study_id", "video_id")
 _LIST_AT_MOST = 20
@@ -25,15 +24,6 @@ class LabelJoin:
     rows: list[ManifestRow]
     unknown_ids: list[str]
     n_matched: int
-
-
-def _parse(value: str) -> float | None:
-    text = value.strip()
-    if text == "":
-        return None
-    if text in ("0", "1", "0.0", "1.0"):
-        return float(text)
-    raise ValueError(text)
 
 
 def _listing(names: list[str]) -> str:
@@ -63,10 +53,7 @@ def join_labels(rows: list[ManifestRow], table: str | Path, key: str) -> LabelJo
     table = Path(table)
     if not table.is_file():
         raise FileNotFoundError(f"--labels {table} does not exist")
-    with table.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [(c or "").strip() for c in reader.fieldnames or []]
-        raw = [{(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    columns, raw = read_table(table)
     if key not in columns:
         raise ManifestError(f"{table}: no `{key}` column (--labels-key {key}); found {columns}")
     regroup = key == "video_id" and "study_id" in columns
@@ -88,7 +75,7 @@ def join_labels(rows: list[ManifestRow], table: str | Path, key: str) -> LabelJo
         values: dict[str, float | None] = {}
         for name in names:
             try:
-                values[name] = _parse(row.get(name, ""))
+                values[name] = parse_label(row.get(name, ""))
             except ValueError:
                 problems.append(f"{table}:{line}: label column `{name}` has {row.get(name)!r}; use 0, 1 or empty")
         by_id[ident] = (line, values, row.get("study_id", "") if regroup else "")

@@ -57,7 +57,17 @@ def video_keys(video_ids: Sequence[str]) -> list[str]:
     return [video_key(v) for v in video_ids]
 
 
-def _parse_label(value: str) -> float | None:
+def read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a CSV file (BOM tolerated), names and values stripped; extra unnamed fields dropped."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [(c or "").strip() for c in reader.fieldnames or []]
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    return columns, rows
+
+
+def parse_label(value: str) -> float | None:
+    """A label cell: empty -> None (unknown), 0/1 -> float; anything else raises ValueError."""
     text = value.strip()
     if text == "":
         return None
@@ -192,7 +202,7 @@ def validate_rows(
         labels: dict[str, float | None] = {}
         for name in label_names:
             try:
-                labels[name] = _parse_label(raw.get(name, ""))
+                labels[name] = parse_label(raw.get(name, ""))
             except ValueError:
                 problems.append(f"{where}: label column `{name}` has {raw.get(name)!r}; labels must be 0, 1 or empty")
         rows.append(ManifestRow(line, path, video_id, study_id, split, labels))

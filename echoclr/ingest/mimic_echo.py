@@ -10,11 +10,10 @@ labels: join them with ``--labels TABLE --labels-key study_id``.
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path, PurePosixPath
 
-from echoclr.ingest.manifest import ManifestError, ManifestRow, assign_splits, validate_rows
+from echoclr.ingest.manifest import ManifestError, ManifestRow, assign_splits, read_table, validate_rows
 
 RECORD_LIST_NAME = "echo-record-list.csv"
 _REQUIRED = ("subject_id", "study_id", "dicom_filepath")
@@ -45,10 +44,7 @@ def mimic_echo_rows(folder: str | Path, *, split_seed: int = 0) -> list[Manifest
     """
     folder = Path(folder)
     source = folder / RECORD_LIST_NAME
-    with source.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [(c or "").strip() for c in reader.fieldnames or []]
-        raw = [{(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    columns, raw = read_table(source)
     missing = [c for c in _REQUIRED if c not in columns]
     if missing:
         raise ManifestError(
