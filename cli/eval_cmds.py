@@ -130,7 +130,7 @@ def run(
     ] = None,
     clips: Annotated[int, typer.Option(min=1, help="Evenly spaced clips per video; the score is their mean.")] = 4,
     batch_size: Annotated[
-        Optional[int], typer.Option(min=1, help="Clips per forward pass (default: the fine-tuning batch).")
+        Optional[int], typer.Option(min=1, help="Clips per forward pass (default: the fine-tuning batch, at least 32).")
     ] = None,
     device: Annotated[str, typer.Option(help="'auto' (GPU when there is one), 'cpu' or 'cuda'.")] = "auto",
     size: Annotated[

@@ -196,8 +196,7 @@ def build_step(task: str, runtime: Runtime, seed: int) -> tuple[torch.nn.Module,
     else:
         model = Classifier(Encoder())
     model = model.to(runtime.device, memory_format=runtime.memory_format).train()
-    flags = {"fused": True} if runtime.device.type == "cuda" else {"foreach": True}
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, **flags)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, **runtime.adam_options)
     if task == "pretrain":
         return model, pretrain_step(model, EchoCLRLoss(temperature=0.5, reorder=True, gather=True), optimizer, runtime)
     return model, finetune_step(model, optimizer, runtime)

@@ -75,7 +75,7 @@ class InferenceConfig:
         split: the store split to predict (``test``, ``ext_test``, ``val`` or ``train``).
         label: the store's label column to score against; None = the label the checkpoint was fine-tuned on.
         n_clips: evenly spaced clips per video (the paper: 4); the video score is their mean.
-        batch_size: clips per forward pass; None = the checkpoint's fine-tuning batch size.
+        batch_size: clips per forward pass; None = the checkpoint's fine-tuning batch size, at least 32.
         device: ``auto``, ``cpu`` or ``cuda``.
         size: resize clips to ``size`` px; None = the size the checkpoint was fine-tuned at (its saved config).
         threads: reader/loader CPU threads.

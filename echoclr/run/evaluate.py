@@ -95,6 +95,7 @@ def evaluate_checkpoint(
     from echoclr.store import ClipReader, open_store
     from echoclr.train import RuntimeConfig
     from echoclr.train.finetune import predict_videos, write_predictions
+    from echoclr.train.batches import eval_batch_size
     from echoclr.train.runtime import setup_runtime, teardown_runtime
 
     out = Path(out_dir)
@@ -123,7 +124,7 @@ def evaluate_checkpoint(
         model = model.to(runtime.device, memory_format=runtime.memory_format)
         scores = predict_videos(
             model, reader, videos, clip_len=saved.clip_len, n_clips=config.n_clips,
-            batch_size=config.batch_size or saved.batch_size, runtime=runtime, threads=config.threads,
+            batch_size=config.batch_size or eval_batch_size(saved.batch_size), runtime=runtime, threads=config.threads,
             kinetics=saved.init_kind == "kinetics", size=size,
         )  # (len(videos),) mean clip score per video
         out.mkdir(parents=True, exist_ok=True)

@@ -176,6 +176,16 @@ def labelled_batches(reader: ClipReader, plan, videos: np.ndarray, *, label: str
                            threads=threads, kinetics=kinetics, size=size)(plan)
 
 
+EVAL_BATCH_MIN = 32
+
+
+def eval_batch_size(train_batch: int) -> int:
+    """Clips per inference batch: at least :data:`EVAL_BATCH_MIN`. Without gradients a batch costs a fraction of a
+    training one, and in eval mode a clip's score does not depend on its batch; small batches waste the CPU (measured,
+    r3d_18, 8 frames at 16 px, 2 cores: 18 ms/clip in batches of 4, 8 ms in batches of 32)."""
+    return max(int(train_batch), EVAL_BATCH_MIN)
+
+
 class EvalBatches:
     """One eval loader per run, for every inference pass over any videos of the store (validation passes, test
     predictions, the pretraining monitor's probe): each pass sets a new plan on the same loader and DALI pipeline.

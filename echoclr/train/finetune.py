@@ -34,7 +34,7 @@ from echoclr.jsonio import write_json
 from echoclr.models import Classifier, Encoder, kinetics_init, load_encoder_state
 from echoclr.overwrite import OverwriteRefusedError, remove_owned_folder
 from echoclr.store import ClipReader, open_store
-from echoclr.train.batches import EvalBatches, LabelledBatches
+from echoclr.train.batches import EvalBatches, LabelledBatches, eval_batch_size
 from echoclr.train.checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -234,7 +234,7 @@ def _finetune_ready(reader, labels, train_all, val, out_dir: Path, config: Finet
                  size=config.runtime.size)
     loaders = (LabelledBatches(reader, train, label=config.label, batch_size=config.batch_size // runtime.world_size,
                                **clips),
-               EvalBatches(reader, batch_size=config.batch_size, **clips))
+               EvalBatches(reader, batch_size=eval_batch_size(config.batch_size), **clips))
     trials = {}
     for lr in config.learning_rates():
         trials[lr] = _train_one_lr(reader, labels, train, val, config, lr, out_dir / f"lr_{lr:g}", runtime, on_log,

@@ -42,8 +42,9 @@ class Runtime:
 
     @property
     def adam_options(self) -> dict[str, bool]:
-        """Fused Adam on CUDA, the multi-tensor (foreach) one on CPU."""
-        return {"fused": True} if self.device.type == "cuda" else {"foreach": True}
+        """Fused Adam on CUDA and on the CPU (torch >= 2.4; on 2 CPU cores it steps r3d_18 in 0.04 s, the multi-tensor
+        one in 0.15-0.23 s, measured 2026-12-02)."""
+        return {"fused": True}
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on CUDA when AMP is on; a no-op otherwise."""
