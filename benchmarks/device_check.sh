@@ -56,10 +56,24 @@ if [ -d "$WHEELS" ]; then
 fi
 echo "wheel folder: $total bytes (limit $MAX_WHEEL_BYTES)"
 [ "$total" -le "$MAX_WHEEL_BYTES" ] || fail "$WHEELS holds $total bytes of wheels, over the 64 MiB that travel with the tree"
+# which modules import, found by one Python process (one per module cost ~10 s of start-up on 2 cores)
+MACHINE=(torch cupy pybind11 scikit_build_core typer rich sklearn)
+importable=" $("$PY" - "${REQUIRED[@]%%:*}" "${MACHINE[@]}" <<'PYEOF'
+import importlib, sys
+ok = []
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+        ok.append(name)
+    except Exception:
+        pass
+print(" ".join(ok))
+PYEOF
+) "
 missing=()
 for pair in "${REQUIRED[@]}"; do
     module="${pair%%:*}"; wheel="${pair##*:}"
-    if "$PY" -c "import $module" 2>/dev/null; then
+    if [[ "$importable" == *" $module "* ]]; then
         echo "  $module: installed"
     elif compgen -G "$WHEELS/${wheel}-*.whl" > /dev/null; then
         echo "  $module: from $(basename "$(compgen -G "$WHEELS/${wheel}-*.whl" | head -1)")"
@@ -68,8 +82,8 @@ for pair in "${REQUIRED[@]}"; do
     fi
 done
 [ ${#missing[@]} -eq 0 ] || fail "neither installed nor in $WHEELS: ${missing[*]}; fill the folder as the header of $0 says"
-for module in torch cupy pybind11 scikit_build_core typer rich sklearn; do
-    "$PY" -c "import $module" 2>/dev/null && echo "  $module: installed" \
+for module in "${MACHINE[@]}"; do
+    [[ "$importable" == *" $module "* ]] && echo "  $module: installed" \
         || { [ "$DRY_RUN" = 1 ] && [ "$module" = cupy ] && echo "  cupy: absent (needed on the GPU machine)"; } \
         || fail "$module must be installed on the machine (it is not in the wheel folder)"
 done

@@ -26,7 +26,7 @@ def demo(
     pretrain_steps: Annotated[Optional[int], typer.Option(help="Pretraining steps per method (default: the preset's).")] = None,
     finetune_epochs: Annotated[Optional[int], typer.Option(help="Fine-tuning epoch limit (default: the preset's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the data and every random choice.")] = 0,
-    workers: Annotated[int, typer.Option(help="Ingest worker processes.")] = 2,
+    workers: Annotated[int, typer.Option(help="Processes that render the synthetic videos and ingest them.")] = 2,
     device: Annotated[str, typer.Option(help="'auto' (the GPU preset when CUDA is available) or 'cpu'.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Start over: delete what a previous demo left in --out.")] = False,
 ) -> None:

@@ -233,7 +233,7 @@ def test_r3d18_at_the_cpu_preset_size_explains_a_4x4_block_and_finds_a_trained_f
 
     # positives: a bright 5x5 square in the top-left quadrant; every clip: a label-free bar bottom-right
     rng = np.random.default_rng(0)
-    n = 32
+    n = 16
     x = rng.uniform(0.0, 0.4, size=(n, 1, frames, size, size)).astype(np.float32)
     x[:, :, :, 11:13, 9:15] = 1.0
     y = np.arange(n) % 2
@@ -259,7 +259,7 @@ def test_r3d18_at_the_cpu_preset_size_explains_a_4x4_block_and_finds_a_trained_f
         masses = quadrant_masses(heat)
         assert masses[0, 0] == masses.max()  # the square's quadrant holds the most saliency in every clip
         shares.append(float(masses[0, 0] / masses.sum()))
-    assert np.mean(shares) > 0.25, shares  # above an even spread (0.29 and 0.35 seen in two runs)
+    assert np.mean(shares) > 0.25, shares  # above an even spread (16 clips: 0.34-0.39, accuracy 1.0, seen 2026-12-02)
     assert no_forward_hooks(model)
 
 

@@ -99,12 +99,15 @@ def test_batch_larger_than_the_data_is_refused(tiny_store, tmp_path):
 
 def _cli_pretrain(store, out, *extra):
     return [str(BIN / "echoclr"), "pretrain", str(store), "--out", str(out), "--device", "cpu", "--batch-size", "4",
-            "--epochs", "3", "--max-steps", "8", "--checkpoint-every", "1", "--threads", "2", "--seed", "5", *extra]
+            "--epochs", "3", "--max-steps", "5", "--checkpoint-every", "1", "--threads", "2", "--seed", "5",
+            "--no-tensorboard", *extra]
 
 
 def test_sigkill_and_resume_reproduces_uninterrupted_weights(tiny_store, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    clean = subprocess.run(_cli_pretrain(tiny_store, tmp_path / "clean"), capture_output=True, text=True, env=env)
+    # the uninterrupted run checkpoints only at its end (the last --checkpoint-every wins): same weights, fewer writes
+    clean = subprocess.run(_cli_pretrain(tiny_store, tmp_path / "clean", "--checkpoint-every", "100"),
+                           capture_output=True, text=True, env=env)
     assert clean.returncode == 0, clean.stderr
 
     killed = tmp_path / "killed"
@@ -118,12 +121,12 @@ def test_sigkill_and_resume_reproduces_uninterrupted_weights(tiny_store, tmp_pat
                 step = load_checkpoint(killed / "checkpoint.pt")["progress"]["global_step"]
             except Exception:  # caught mid-rename is impossible (atomic), but a read can race the first write
                 step = 0
-            if step >= 3:
+            if step >= 2:
                 break
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert 3 <= step < 8, f"the kill must land mid-run (checkpoint at step {step})"
+    assert 2 <= step < 5, f"the kill must land mid-run (checkpoint at step {step})"
 
     resumed = subprocess.run(_cli_pretrain(tiny_store, killed, "--resume"), capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr
@@ -329,12 +332,13 @@ def _read_csv(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("init", ["random", "ssl"])
-def test_torchrun_finetune_is_one_data_parallel_model(tiny_store, tmp_path, init):
+@pytest.mark.parametrize("init", ["ssl"])  # "random" takes the same DDP path (34 s more; with frozen batch norm its
+def test_torchrun_finetune_is_one_data_parallel_model(tiny_store, tmp_path, init):  # outputs are near-constant)
     """Two gloo ranks compute the single-process fine-tuning run: every epoch's train and val loss, the chosen
     epoch and the test predictions agree within float tolerance. Needs ``--batchnorm frozen`` on the CPU (torch
     has no CPU SyncBatchNorm; with batch statistics each rank would normalise its own half of the batch). The
-    batch of 4 over 2 ranks also covers the last partial batch of the epoch, split between the ranks."""
+    batch of 4 over 2 ranks also covers the last partial batch of the epoch, split between the ranks. Run from an
+    SSL initialisation, whose weights every rank must load identically."""
     import numpy as np
 
     init_arg = "random"
@@ -394,7 +398,7 @@ def test_torchrun_rank_killed_mid_pretraining_ends_the_job_and_resume_continues(
                 "--no-tensorboard", *extra]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    clean = _run_job(command(tmp_path / "clean", 29524), timeout=600)
+    clean = _run_job(command(tmp_path / "clean", 29524, "--checkpoint-every", "100"), timeout=600)
     assert clean.returncode == 0, clean.stderr[-3000:]
 
     killed = tmp_path / "killed"
@@ -482,7 +486,8 @@ def test_device_cache_is_a_runtime_option():
     from echoclr.train.config import science_json
 
     on, off = (PretrainConfig(runtime=RuntimeConfig(device_cache=mode)) for mode in ("auto", "off"))
-    assert on.to_json()["runtime"]["device_cache"] == "auto" and science_json(on.to_json()) == science_json(off.to_json())
+    assert on.to_json()["runtime"]["device_cache"] == "auto"
+    assert science_json(on.to_json()) == science_json(off.to_json())
     with pytest.raises(ValueError, match="device_cache must be one of"):
         RuntimeConfig(device_cache="on")
     bad = CliRunner().invoke(app, ["pretrain", "store", "--out", "x", "--device-cache", "on"])

@@ -52,7 +52,7 @@ class DemoConfig:
         pretrain_steps: EchoCLR pretraining steps (None: the preset's).
         finetune_epochs: fine-tuning epoch limit (None: the preset's).
         seed: seeds the data, splits, sampling and weights.
-        workers: ingest processes.
+        workers: processes that render the synthetic videos and ingest them (results do not depend on it).
         device: ``auto`` (GPU preset when CUDA is available) or ``cpu``.
     """
 
