@@ -26,9 +26,10 @@ DEMO_METHODS_ABLATION = ("simclr", "mi-simclr", "echoclr")
 PROBE_RATIOS = (0.1, 1.0)
 DEMO_SPLITS = (0.6, 0.1, 0.3)
 CPU_PRETRAIN_STEPS = 200
-"""EchoCLR pretraining steps of the CPU preset (16 pairs, 16 px): ~1.4 s each on 2 cores, so ~5 of the demo's
-minutes. The pretraining monitor's kNN val AUROC for ``lvh`` was 0.77 at step 100, 0.86 at 200 and 0.94 at 600 in
-the 600-step run of 2026-12-02 (val = 16 studies: noisy); the probes in the report measure what 200 steps give."""
+"""EchoCLR pretraining steps of the CPU preset (16 pairs, 16 px): 1.38 s each on 2 cores (measured), ~5 of the
+demo's minutes. The pretraining monitor's kNN val AUROC for ``lvh`` was 0.77 / 0.86 / 0.94 at steps 100 / 200 / 600
+of a 600-step run and 0.93 / 0.75 at steps 100 / 200 of the 200-step run (2026-12-02; val = 16 studies: noise of
+that size); the report's probes measure what the encoder gives."""
 PRETRAIN_LR = 1e-4
 """Adam lr of the demo's short pretraining. The paper's 0.1 diverges in short runs; at 1e-3 the projector collapsed on
 the synthetic echoes (NT-Xent stuck at exactly log(2n - 1) from step 10, all embeddings equal); 1e-4 learns
