@@ -173,6 +173,26 @@ def test_stratified_titration_subsets_hold_both_classes_and_stay_nested():
         titration_studies(studies, 0.1, 0, labels={studies[0]: 1})
 
 
+def test_prediction_files_keep_the_ranking_of_saturated_scores(tmp_path):
+    """Scores of a confident model differ only far below 1e-6 (a demo run's test scores all lay in [0, 1.4e-9]);
+    the files must read back to the same floats, so the AUROC from the file is the model's, not a tie at 0.5."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from echoclr.eval import auroc, read_predictions
+    from echoclr.train.finetune import write_predictions
+
+    reader = SimpleNamespace(study_ids=np.array(["S0", "S1", "S2", "S3"]), video_ids=np.array(["a", "b", "c", "d"]),
+                             study_of_video=np.array([0, 1, 2, 3]))  # the three arrays write_predictions reads
+    videos, labels = np.arange(4), np.array([0.0, 1.0, 0.0, 1.0])
+    scores = np.array([3e-10, 1.37e-9, 2e-12, 1 - 1e-12])
+    study_csv = write_predictions(tmp_path, "test", reader, videos, labels, scores)
+    written = read_predictions(study_csv)
+    assert list(written.scores) == list(scores)  # exact float64 round trip
+    assert auroc(written.labels, written.scores) == auroc(labels, scores) == 1.0
+
+
 def test_finetune_writes_predictions_and_restores_best(tiny_store, tmp_path):
     config = FinetuneConfig(label="lvh", ratio=1.0, lr=1e-3, clip_len=8, batch_size=8, max_epochs=2, patience=1,
                             eval_clips=2, runtime=CPU)

@@ -433,6 +433,13 @@ def _study_auroc(reader: ClipReader, videos: np.ndarray, labels: np.ndarray, sco
     return auroc(study_labels, study_scores) if len(np.unique(study_labels)) == 2 else math.nan
 
 
+def _score_text(score: float) -> str:
+    """A score as the shortest text that reads back to the same float64. Fixed decimals would tie a confident
+    model's scores (a run whose test scores all lay in [0, 1.4e-9] was written as 0.000000 for every study, so its
+    AUROC read 0.5 instead of 0.311)."""
+    return repr(float(score))
+
+
 def write_predictions(out_dir: Path, split: str, reader: ClipReader, videos: np.ndarray, labels: np.ndarray,
                       scores: np.ndarray) -> Path:
     """Write per-video and per-study prediction CSVs; returns the study-level file."""
@@ -442,7 +449,7 @@ def write_predictions(out_dir: Path, split: str, reader: ClipReader, videos: np.
         writer.writerow(["study_id", "video_id", "label", "score"])
         for v, score in zip(videos, scores):
             writer.writerow([reader.study_ids[reader.study_of_video[v]], reader.video_ids[v], int(labels[v]),
-                             f"{score:.6f}"])
+                             _score_text(score)])
     from echoclr.eval.predictions import aggregate_to_studies  # the one per-study rule: mean over its videos
 
     studies = aggregate_to_studies([reader.study_ids[reader.study_of_video[v]] for v in videos],
@@ -452,5 +459,5 @@ def write_predictions(out_dir: Path, split: str, reader: ClipReader, videos: np.
         writer = csv.writer(handle)
         writer.writerow(["study_id", "label", "score"])
         for study, label, score in zip(studies.study_ids, studies.labels, studies.scores):
-            writer.writerow([study, int(label), f"{score:.6f}"])
+            writer.writerow([study, int(label), _score_text(score)])
     return study_path
