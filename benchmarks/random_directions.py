@@ -19,6 +19,7 @@ x, y = x[keep] - x[keep].mean(0), y[keep]
 rng = np.random.default_rng(0)
 directions = np.array([auroc(y, x @ rng.standard_normal(x.shape[1])) for _ in range(2000)])
 noise = np.array([auroc(y, rng.standard_normal(len(y))) for _ in range(2000)])
+low, high = np.percentile(directions, [2.5, 97.5])
 print(f"{len(y)} test studies ({int(y.sum())} positive): random directions AUROC mean {directions.mean():.3f} "
-      f"SD {directions.std():.3f} [2.5-97.5%: {np.percentile(directions, 2.5):.3f}, {np.percentile(directions, 97.5):.3f}]"
-      f", below 0.35: {(directions < 0.35).mean():.0%}; pure-noise score SD {noise.std():.3f}")
+      f"SD {directions.std():.3f} [2.5-97.5%: {low:.3f}, {high:.3f}], below 0.35: {(directions < 0.35).mean():.0%}; "
+      f"pure-noise score SD {noise.std():.3f}")

@@ -239,7 +239,7 @@ def loader_batches(task: str, reader: ClipReader, batch: int, n_steps: int, conf
     common = dict(clip_len=k, batch_size=batch, runtime=runtime, threads=config.loader_threads, size=config.size)
     if task == "pretrain":
         table = _long_table(reader, SamplerConfig("pairs", clip_len=k, seed=config.seed), (n_steps + 4) * batch)
-        return pretrain_batches(reader, table, videos, method="echoclr", **common)
+        return pretrain_batches(reader, table, videos, **common)
     table = _long_table(reader, SamplerConfig("single", clip_len=k, seed=config.seed, reorder=False),
                         (n_steps + 4) * batch)
     return labelled_batches(reader, table, videos, label="lvh", kinetics=False, **common)

@@ -380,8 +380,7 @@ def _write_report(out: Path, config: DemoConfig, preset: str, result, cams, cam_
               "Python samplers are bit-identical). Not bit-reproducible across machines or thread counts: float32 "
               "convolutions in oneDNN/cuDNN sum in an order that depends on the CPU's vector units and the number of "
               "threads, so weights can drift apart over hundreds of steps and single-run AUROCs differ between "
-              "machines "
-              "(a previous README's single-run 0.863 vs 0.301 came out 0.793 vs 0.344 on another machine). "
+              "machines (a previous README's single-run 0.863 vs 0.301 came out 0.793 vs 0.344 on another machine). "
               "Read the mean ± SD over subset draws, not a single run."]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")

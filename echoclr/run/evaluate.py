@@ -94,8 +94,8 @@ def evaluate_checkpoint(
 
     from echoclr.store import ClipReader, open_store
     from echoclr.train import RuntimeConfig
-    from echoclr.train.finetune import predict_videos, write_predictions
     from echoclr.train.batches import eval_batch_size
+    from echoclr.train.finetune import predict_videos, write_predictions
     from echoclr.train.runtime import setup_runtime, teardown_runtime
 
     out = Path(out_dir)

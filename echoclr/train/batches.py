@@ -115,7 +115,7 @@ class PretrainBatches:
             yield _resize(x, self._size, self._runtime), order
 
 
-def pretrain_batches(reader: ClipReader, plan, videos: np.ndarray, *, method: str, clip_len: int, batch_size: int,
+def pretrain_batches(reader: ClipReader, plan, videos: np.ndarray, *, clip_len: int, batch_size: int,
                      runtime: Runtime, threads: int, size: int | None = None,
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One pass of :class:`PretrainBatches` over ``plan`` with a loader of its own (benchmarks, one-off passes)."""

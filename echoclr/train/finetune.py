@@ -243,10 +243,12 @@ def _finetune_ready(reader, labels, train_all, val, out_dir: Path, config: Finet
     best_lr = broadcast_object(min(trials, key=lambda lr: trials[lr]["best_val_loss"]))
     best = trials[best_lr]
     model = _classifier(config, runtime)
-    best_state = load_checkpoint(out_dir / f"lr_{best_lr:g}" / CHECKPOINT_NAME)["best_model"] if runtime.is_main else None
+    best_checkpoint = out_dir / f"lr_{best_lr:g}" / CHECKPOINT_NAME
+    best_state = load_checkpoint(best_checkpoint)["best_model"] if runtime.is_main else None
     model.load_state_dict(broadcast_object(best_state))
     if runtime.is_main:
-        save_checkpoint(out_dir / CHECKPOINT_NAME, {"model": model.state_dict(), "config": json.dumps(config.to_json())})
+        save_checkpoint(out_dir / CHECKPOINT_NAME,
+                        {"model": model.state_dict(), "config": json.dumps(config.to_json())})
 
     predictions = {}
     for split in EVAL_SPLITS:

@@ -191,10 +191,10 @@ class PretrainMonitor:
         self.reader, self.criterion, self.runtime, self.config = reader, criterion, runtime, config
         self.clip_len, self.size, self.threads, self.lr = clip_len, size, threads, lr
         self._at_collapse = LossAtCollapse(tolerance=config.loss_tolerance, window=config.loss_window)
-        from echoclr.train.batches import EvalBatches
+        from echoclr.train.batches import EVAL_BATCH_MIN, EvalBatches
 
         # one eval loader for every probe of the run
-        self._eval = EvalBatches(reader, clip_len=clip_len, batch_size=32, runtime=runtime, threads=threads,
+        self._eval = EvalBatches(reader, clip_len=clip_len, batch_size=EVAL_BATCH_MIN, runtime=runtime, threads=threads,
                                  kinetics=False, size=size)
         self.videos = {split: self._first_videos(split) for split in ("train", "val")}
         self.labels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
